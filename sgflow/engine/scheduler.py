@@ -1,0 +1,314 @@
+"""The engine loop: continuous batching with chunked prefill over one llama.cpp context.
+
+One thread owns the model. Each iteration it admits waiting sequences in arrival order
+(each gets a KV slot and whatever prefix the cache already holds), then decodes one batch
+holding one token for every sequence that is generating and, with the room left, the next
+chunk of prompt for sequences still prefilling. So a long prompt never stalls the streams
+already running, and every request advances in turn. A cancelled sequence (its client went
+away) is dropped before the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from sgflow.engine.model import DecodeFailed, LlamaModel
+from sgflow.engine.prefix_cache import PrefixCache
+from sgflow.engine.sampling import log_softmax, top_logprobs
+from sgflow.engine.sequence import Sequence, Update
+
+__all__ = ["Scheduler", "SchedulerStats"]
+
+log = logging.getLogger("sgflow.engine.scheduler")
+
+
+@dataclass
+class SchedulerStats:
+    waiting: int
+    running: int
+    running_tokens: int
+    cache_used_tokens: int
+    cache_capacity_tokens: int
+    cache_hit_tokens: int
+    evictions: int
+    generated_tokens: int
+    prompt_tokens: int
+    last_gen_throughput: float
+
+
+class Scheduler:
+    def __init__(self, model: LlamaModel, *, max_running: int) -> None:
+        self.model = model
+        self.cache = PrefixCache(model, n_slots=model.n_seq, capacity=model.n_ctx)
+        self.max_running = max(1, min(max_running, model.n_seq))
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._waiting: deque[Sequence] = deque()
+        self._running: list[Sequence] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="engine-scheduler", daemon=True)
+        self._generated = 0
+        self._prompted = 0
+        self._throughput = 0.0
+        self._special_piece_cache: dict[int, bytes] = {}
+
+    # -- API for other threads ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def submit(self, seqs: list[Sequence]) -> None:
+        for seq in seqs:
+            self._inbox.put(seq)
+        self._wake.set()
+
+    def cancel(self, seqs: list[Sequence]) -> None:
+        for seq in seqs:
+            seq.cancelled = True
+        self._wake.set()
+
+    def flush(self) -> bool:
+        """Empty the prefix cache; answered by the loop thread, False while busy."""
+        done = threading.Event()
+        result: list[bool] = []
+        self._inbox.put(("flush", done, result))
+        self._wake.set()
+        done.wait(timeout=30)
+        return bool(result and result[0])
+
+    def stats(self) -> SchedulerStats:
+        running = list(self._running)
+        return SchedulerStats(
+            waiting=len(self._waiting) + self._inbox.qsize(),
+            running=len(running),
+            running_tokens=sum(len(s.prompt) + len(s.output) for s in running),
+            cache_used_tokens=self.cache.used_cells(),
+            cache_capacity_tokens=self.cache.capacity,
+            cache_hit_tokens=self.cache.hits_tokens,
+            evictions=self.cache.evictions,
+            generated_tokens=self._generated,
+            prompt_tokens=self._prompted,
+            last_gen_throughput=round(self._throughput, 2),
+        )
+
+    # -- loop -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop:
+            self._drain_inbox()
+            self._drop_cancelled()
+            self._admit()
+            if not self._running:
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # never let one bad batch take the engine down
+                log.exception("engine step failed")
+                for seq in list(self._running):
+                    seq.abort(f"engine error: {exc}")
+                    self._retire(seq, drop_kv=True)
+        for seq in [*self._running, *self._waiting]:
+            seq.abort("engine shutting down")
+            self._emit(seq)
+
+    def _drain_inbox(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, Sequence):
+                self._waiting.append(item)
+            else:
+                _, done, result = item
+                result.append(self.cache.flush())
+                done.set()
+
+    def _drop_cancelled(self) -> None:
+        for seq in [s for s in self._waiting if s.cancelled]:
+            self._waiting.remove(seq)
+            seq.abort("client disconnected")
+        for seq in [s for s in self._running if s.cancelled]:
+            seq.abort("client disconnected")
+            self._retire(seq, emit=False)
+
+    def _admit(self) -> None:
+        while self._waiting and len(self._running) < self.max_running:
+            seq = self._waiting[0]
+            src, match = self.cache.longest_match(seq.prompt)
+            need = len(seq.prompt) - min(match, seq.max_reuse) + seq.max_new_tokens
+            reserved = sum(
+                len(s.prompt) + s.max_new_tokens - s.n_in_kv for s in self._running
+            )
+            if not self.cache.make_room(need + reserved, protect=src) and self._running:
+                return  # wait for running sequences to finish and free their cells
+            acquired = self.cache.acquire(seq.prompt, max_reuse=seq.max_reuse)
+            if acquired is None:
+                return
+            self._waiting.popleft()
+            seq.slot = acquired.slot
+            seq.cached = acquired.reused
+            seq.n_in_kv = acquired.reused
+            self._prompted += len(seq.prompt)
+            self._running.append(seq)
+
+    def _step(self) -> None:
+        budget = self.model.n_batch
+        parts: list[tuple[int, list[int], int, list[int]]] = []
+        owners: list[tuple[Sequence, str]] = []
+        for seq in self._running:
+            if not seq.prefilling and seq.pending is not None:
+                parts.append((seq.slot, [seq.pending], seq.n_in_kv, [0]))
+                owners.append((seq, "decode"))
+                budget -= 1
+        for seq in self._running:
+            if budget <= 0:
+                break
+            if seq.prefilling:
+                chunk = seq.prompt[seq.n_in_kv : seq.n_in_kv + budget]
+                want = [k for k in range(len(chunk)) if seq.wants_logits(seq.n_in_kv + k)]
+                parts.append((seq.slot, chunk, seq.n_in_kv, want))
+                owners.append((seq, "prefill"))
+                budget -= len(chunk)
+        started = time.perf_counter()
+        rows = self._decode(parts, owners)
+        if rows is None:
+            return
+        decoded = 0
+        for (seq, kind), part, part_rows in zip(owners, parts, rows, strict=True):
+            if seq.finish is not None:
+                continue
+            tokens = part[1]
+            self.cache.extend(seq.slot, tokens)
+            seq.n_in_kv += len(tokens)
+            if kind == "decode":
+                decoded += 1
+                self._sample(seq, self.model.logits(part_rows[0]))
+                continue
+            last_row = None
+            for k, row in sorted(part_rows.items()):
+                pos = part[2] + k
+                if pos == len(seq.prompt) - 1:
+                    last_row = row
+                if seq.spec.return_logprob and pos + 1 < len(seq.prompt):
+                    self._record_input_logprob(seq, pos + 1, self.model.logits(row))
+            if not seq.prefilling:
+                if seq.spec.return_logprob and seq.logprob_start == 0:
+                    seq.input_lp[0] = None
+                if seq.max_new_tokens == 0:
+                    seq.finish_with_length()
+                    self._retire(seq)
+                elif last_row is not None:
+                    self._sample(seq, self.model.logits(last_row))
+        elapsed = time.perf_counter() - started
+        if decoded and elapsed > 0:
+            self._throughput = 0.9 * self._throughput + 0.1 * (decoded / elapsed)
+
+    def _decode(
+        self,
+        parts: list[tuple[int, list[int], int, list[int]]],
+        owners: list[tuple[Sequence, str]],
+    ) -> list[dict[int, int]] | None:
+        while True:
+            try:
+                return self.model.decode(parts)
+            except DecodeFailed as exc:
+                if exc.code == 1 and self.cache.evict_one():
+                    continue  # no contiguous KV room: give up an idle cached prefix, retry
+                victim = owners[-1][0]
+                log.warning("KV cache exhausted; aborting %s", victim.rid)
+                victim.abort("the engine's KV cache is full; retry later or raise --cache-mb")
+                self._retire(victim, drop_kv=True)
+                return None
+
+    def _sample(self, seq: Sequence, logits: Any) -> None:
+        if seq.first_token_at is None:
+            seq.first_token_at = time.perf_counter()
+        allowed = seq.grammar.allowed() if seq.grammar is not None else None
+        processed = seq.sampler.process(logits, n_generated=len(seq.output), allowed=allowed)
+        token = seq.sampler.choose(processed)
+        if token is None:
+            if seq.grammar is not None:
+                # the grammar is complete and end-of-sequence is masked (ignore_eos or
+                # min_new_tokens): the constrained value is finished.
+                seq.finish = {"type": "stop", "matched": self.model.info.eos}
+            else:
+                seq.abort("no token is allowed by the sampling parameters")
+            self._retire(seq)
+            return
+        if seq.spec.return_logprob:
+            lps = log_softmax(logits)
+            seq.output_lp.append(float(lps[token]))
+            if seq.spec.top_logprobs_num:
+                seq.output_top.append(top_logprobs(lps, seq.spec.top_logprobs_num))
+        if seq.grammar is not None and not seq.grammar.accept(token):
+            seq.abort(f"internal error: grammar rejected token {token}")
+            self._retire(seq)
+            return
+        seq.output.append(token)
+        seq.sampler.observe(token)
+        self._generated += 1
+        if token in seq.end_ids:
+            seq.finish = {"type": "stop", "matched": token}
+        else:
+            seq.add_text(self._piece(token, special=not seq.spec.params.skip_special_tokens))
+            if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
+                seq.finish_with_length()
+        if seq.finish is not None:
+            self._retire(seq)
+            return
+        seq.pending = token
+        if seq.stream:
+            self._emit(seq)
+
+    def _record_input_logprob(self, seq: Sequence, pos: int, logits: Any) -> None:
+        lps = log_softmax(logits)
+        seq.input_lp[pos] = float(lps[seq.prompt[pos]])
+        if seq.spec.top_logprobs_num:
+            seq.input_top[pos] = top_logprobs(lps, seq.spec.top_logprobs_num)
+
+    def _piece(self, token: int, *, special: bool) -> bytes:
+        if not special:
+            return self.model.piece(token)
+        cached = self._special_piece_cache.get(token)
+        if cached is None:
+            cached = self._special_piece_cache[token] = self.model.piece(token, special=True)
+        return cached
+
+    def piece_with_special(self, token: int) -> bytes:
+        return self._piece(token, special=True)
+
+    def _retire(self, seq: Sequence, *, drop_kv: bool = False, emit: bool = True) -> None:
+        if seq in self._running:
+            self._running.remove(seq)
+        if seq.slot >= 0:
+            if drop_kv:
+                self.cache.drop(seq.slot)
+            self.cache.release(seq.slot)
+        seq.close_text()
+        if emit:
+            self._emit(seq)
+
+    def _emit(self, seq: Sequence) -> None:
+        finished = seq.finish is not None
+        seq.sink(
+            Update(
+                index=seq.spec.index,
+                text=seq.text,
+                meta_info=seq.meta_info(self.piece_with_special if finished else None),
+                finished=finished,
+            )
+        )

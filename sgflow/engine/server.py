@@ -1,0 +1,232 @@
+"""SGLang's native HTTP API, served by the embedded engine.
+
+Routes: ``POST /generate``; ``GET /model_info`` and ``/server_info`` with the deprecated
+``/get_model_info`` and ``/get_server_info`` that ``sglang.RuntimeEndpoint`` calls;
+``POST /flush_cache``; ``GET /health``, ``/health_generate``; ``GET /get_load`` (the shape
+``sglang-router`` sums for its load-aware policies); ``GET /v1/models``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from sgflow import __version__
+from sgflow.engine.engine import Engine
+from sgflow.engine.errors import BadRequest, EngineError
+from sgflow.engine.protocol import parse_generate
+from sgflow.engine.sequence import Sequence, Update
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("sgflow.engine.server")
+
+
+def create_app(engine: Engine) -> FastAPI:
+    app = FastAPI(title="sgflow engine", version=__version__, docs_url="/docs")
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status)
+
+    @app.post("/generate")
+    async def generate(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}", field="") from None
+        req = parse_generate(body)
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue[Update] = asyncio.Queue()
+
+        def sink(update: Update) -> None:
+            loop.call_soon_threadsafe(updates.put_nowait, update)
+
+        seqs, is_list = await run_in_threadpool(engine.prepare, req, sink)
+        engine.submit(seqs)
+        if req.stream:
+            return StreamingResponse(
+                _stream(engine, seqs, updates, is_list),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        return await _collect(engine, request, seqs, updates, is_list)
+
+    def model_info() -> dict[str, Any]:
+        return {
+            "model_path": engine.model_path,
+            "tokenizer_path": engine.model_path,
+            "served_model_name": engine.served_model_name,
+            "is_generation": True,
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "weight_version": "default",
+            "preferred_sampling_params": None,
+        }
+
+    def server_info() -> dict[str, Any]:
+        stats = engine.scheduler.stats()
+        cfg = engine.config
+        return {
+            "version": __version__,
+            "engine": "sgflow-llama.cpp",
+            "model_path": engine.model_path,
+            "served_model_name": engine.served_model_name,
+            "tokenizer_path": engine.model_path,
+            "context_length": engine.ctx,
+            "max_total_num_tokens": engine.model.n_ctx,
+            "kv_bytes_per_token": engine.model.bytes_per_token,
+            "cache_mb": cfg.cache_mb,
+            "slots": cfg.slots,
+            "max_running_requests": cfg.max_running,
+            "chunked_prefill_size": cfg.n_batch,
+            "threads": engine.model.n_threads,
+            "max_json_whitespace": cfg.max_json_whitespace,
+            "tp_size": 1,
+            "dp_size": 1,
+            "load_balance_method": "round_robin",
+            "disaggregation_mode": "null",
+            "grammar_backend": "xgrammar",
+            "internal_states": [
+                {
+                    "last_gen_throughput": stats.last_gen_throughput,
+                    "num_running_reqs": stats.running,
+                    "num_waiting_reqs": stats.waiting,
+                    "cache_used_tokens": stats.cache_used_tokens,
+                    "cache_hit_tokens": stats.cache_hit_tokens,
+                    "cache_evictions": stats.evictions,
+                    "generated_tokens": stats.generated_tokens,
+                    "prompt_tokens": stats.prompt_tokens,
+                }
+            ],
+        }
+
+    app.get("/model_info")(model_info)
+    app.get("/get_model_info", include_in_schema=False)(model_info)
+    app.get("/server_info")(server_info)
+    app.get("/get_server_info", include_in_schema=False)(server_info)
+
+    @app.get("/get_load")
+    def get_load() -> list[dict[str, int]]:
+        stats = engine.scheduler.stats()
+        return [
+            {
+                "dp_rank": 0,
+                "num_reqs": stats.running,
+                "num_waiting_reqs": stats.waiting,
+                "num_tokens": stats.running_tokens,
+            }
+        ]
+
+    @app.post("/flush_cache")
+    async def flush_cache() -> Response:
+        if await run_in_threadpool(engine.flush_cache):
+            return PlainTextResponse("Cache flushed.\n")
+        return PlainTextResponse(
+            "Cache not flushed: requests are running; retry when the engine is idle.\n",
+            status_code=400,
+        )
+
+    @app.get("/health")
+    def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/health_generate")
+    async def health_generate() -> Response:
+        req = parse_generate({"text": "ok", "sampling_params": {"max_new_tokens": 1}})
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue[Update] = asyncio.Queue()
+        seqs, _ = engine.prepare(
+            req, lambda u: loop.call_soon_threadsafe(updates.put_nowait, u)
+        )
+        engine.submit(seqs)
+        try:
+            update = await asyncio.wait_for(_final(updates), timeout=60)
+        except TimeoutError:
+            engine.cancel(seqs)
+            return PlainTextResponse("generation timed out\n", status_code=503)
+        if update.meta_info["finish_reason"]["type"] == "abort":
+            return PlainTextResponse("generation failed\n", status_code=503)
+        return Response(status_code=200)
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": engine.served_model_name, "object": "model", "owned_by": "sgflow"}],
+        }
+
+    return app
+
+
+async def _final(updates: asyncio.Queue[Update]) -> Update:
+    while True:
+        update = await updates.get()
+        if update.finished:
+            return update
+
+
+def _result(update: Update) -> dict[str, Any]:
+    return {"text": update.text, "meta_info": update.meta_info}
+
+
+async def _collect(
+    engine: Engine,
+    request: Request,
+    seqs: list[Sequence],
+    updates: asyncio.Queue[Update],
+    is_list: bool,
+) -> Response:
+    results: dict[int, dict[str, Any]] = {}
+
+    async def gather() -> None:
+        while len(results) < len(seqs):
+            update = await updates.get()
+            if update.finished:
+                results[update.index] = _result(update)
+
+    async def watch_disconnect() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    gathering = asyncio.create_task(gather())
+    watching = asyncio.create_task(watch_disconnect())
+    try:
+        done, _ = await asyncio.wait({gathering, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+    if gathering not in done:
+        gathering.cancel()
+        engine.cancel(seqs)
+        return Response(status_code=499)
+    ordered = [results[i] for i in range(len(seqs))]
+    return JSONResponse(ordered if is_list else ordered[0])
+
+
+async def _stream(
+    engine: Engine, seqs: list[Sequence], updates: asyncio.Queue[Update], is_list: bool
+) -> AsyncIterator[str]:
+    remaining = len(seqs)
+    try:
+        while remaining:
+            update = await updates.get()
+            chunk = _result(update)
+            if is_list:
+                chunk["index"] = update.index
+            yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+            if update.finished:
+                remaining -= 1
+        yield "data: [DONE]\n\n"
+    finally:
+        if remaining:
+            engine.cancel(seqs)  # the client went away mid-stream: stop generating
