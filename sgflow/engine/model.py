@@ -56,7 +56,7 @@ def _quiet_llama() -> None:
     if os.environ.get("SGFLOW_LLAMA_LOG"):
         return
 
-    @llama.llama_log_callback
+    @llama.llama_log_callback  # type: ignore[untyped-decorator]
     def _drop(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
         return None
 

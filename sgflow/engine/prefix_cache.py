@@ -101,7 +101,9 @@ class PrefixCache:
             if not s.tokens:
                 continue
             n = common_prefix_len(s.tokens, prompt)
-            if n > best_len or (n == best_len and n > 0 and s.last_used > self._slots[best].last_used):
+            if n > best_len or (
+                n == best_len and n > 0 and s.last_used > self._slots[best].last_used
+            ):
                 best, best_len = i, n
         return best, best_len
 

@@ -39,7 +39,7 @@ MAX_TOP_LOGPROBS = 20
 class SamplingParams(BaseModel):
     """SGLang's sampling parameters; defaults are SGLang's."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_new_tokens: int | None = Field(default=128, ge=0)
     min_new_tokens: int = Field(default=0, ge=0)
@@ -135,7 +135,7 @@ _UNSUPPORTED_WHEN_SET = (
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str | list[str] | None = None
     input_ids: list[int] | list[list[int]] | None = None
@@ -248,7 +248,8 @@ def expand(req: GenerateRequest) -> tuple[list[SeqSpec], bool]:
     else:
         assert req.input_ids is not None
         is_batch = bool(req.input_ids) and isinstance(req.input_ids[0], list)
-        ids = list(req.input_ids) if is_batch else [req.input_ids]  # type: ignore[list-item]
+        raw: list[Any] = list(req.input_ids) if is_batch else [req.input_ids]
+        ids = raw
         texts = [None] * len(ids)
         field = "input_ids"
     count = len(texts)

@@ -77,7 +77,9 @@ class Sampler:
     def observe(self, token: int) -> None:
         self._counts[token] += 1
 
-    def process(self, logits: FloatArray, *, n_generated: int, allowed: BoolArray | None) -> FloatArray:
+    def process(
+        self, logits: FloatArray, *, n_generated: int, allowed: BoolArray | None
+    ) -> FloatArray:
         """Apply bias, penalties and masks; returns a new array (``-inf`` = forbidden)."""
         out = logits.astype(np.float32, copy=True)
         for token, bias in self.logit_bias.items():

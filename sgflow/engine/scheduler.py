@@ -150,9 +150,7 @@ class Scheduler:
             seq = self._waiting[0]
             src, match = self.cache.longest_match(seq.prompt)
             need = len(seq.prompt) - min(match, seq.max_reuse) + seq.max_new_tokens
-            reserved = sum(
-                len(s.prompt) + s.max_new_tokens - s.n_in_kv for s in self._running
-            )
+            reserved = sum(len(s.prompt) + s.max_new_tokens - s.n_in_kv for s in self._running)
             if not self.cache.make_room(need + reserved, protect=src) and self._running:
                 return  # wait for running sequences to finish and free their cells
             acquired = self.cache.acquire(seq.prompt, max_reuse=seq.max_reuse)
@@ -215,7 +213,8 @@ class Scheduler:
                     self._sample(seq, self.model.logits(last_row))
         elapsed = time.perf_counter() - started
         if decoded and elapsed > 0:
-            self._throughput = 0.9 * self._throughput + 0.1 * (decoded / elapsed)
+            rate = decoded / elapsed
+            self._throughput = rate if not self._throughput else 0.9 * self._throughput + 0.1 * rate
 
     def _decode(
         self,

@@ -112,8 +112,10 @@ class Sequence:
             self.finish = finish_stop(stop)
 
     def close_text(self) -> None:
-        if self.finish is None or self.finish.get("type") != "stop" or isinstance(
-            self.finish.get("matched"), int
+        if (
+            self.finish is None
+            or self.finish.get("type") != "stop"
+            or isinstance(self.finish.get("matched"), int)
         ):
             self.text += self._decoder.decode(b"", final=True)
 
@@ -140,7 +142,8 @@ class Sequence:
                 for p in range(start, len(self.prompt))
             ]
             meta["output_token_logprobs"] = [
-                _entry(lp, tok, with_text) for lp, tok in zip(self.output_lp, self.output, strict=False)
+                _entry(lp, tok, with_text)
+                for lp, tok in zip(self.output_lp, self.output, strict=False)
             ]
             if self.spec.top_logprobs_num:
                 meta["input_top_logprobs"] = [

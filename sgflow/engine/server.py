@@ -144,9 +144,11 @@ def create_app(engine: Engine) -> FastAPI:
         req = parse_generate({"text": "ok", "sampling_params": {"max_new_tokens": 1}})
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[Update] = asyncio.Queue()
-        seqs, _ = engine.prepare(
-            req, lambda u: loop.call_soon_threadsafe(updates.put_nowait, u)
-        )
+
+        def sink(update: Update) -> None:
+            loop.call_soon_threadsafe(updates.put_nowait, update)
+
+        seqs, _ = engine.prepare(req, sink)
         engine.submit(seqs)
         try:
             update = await asyncio.wait_for(_final(updates), timeout=60)
