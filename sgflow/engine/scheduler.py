@@ -57,11 +57,14 @@ class Scheduler:
         self._prompted = 0
         self._throughput = 0.0
         self._special_piece_cache: dict[int, bytes] = {}
+        self._ready = threading.Event()
 
     # -- API for other threads ------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
+        if not self._ready.wait(timeout=120):
+            raise RuntimeError("the engine thread did not start")
 
     def stop(self) -> None:
         self._stop = True
@@ -105,6 +108,9 @@ class Scheduler:
     # -- loop -----------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        # every llama.cpp computation happens on this thread, the first one included
+        self.model.measure_bytes_per_token()
+        self._ready.set()
         while not self._stop:
             self._drain_inbox()
             self._drop_cancelled()
