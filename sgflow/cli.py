@@ -111,6 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="everything on one machine (today: the embedded engine)")
     _add_engine_args(p_up, port=30000)
 
+    from sgflow.programs import cli as programs_cli
+
+    programs_cli.add_parsers(sub)
+    from sgflow.grammars import cli as grammars_cli
+
+    grammars_cli.add_parser(sub)
+    p_schema = sub.add_parser("schema", help="print the JSON Schema of the program format")
+    p_schema.add_argument("--write", action="store_true", help="write programs/program.schema.json")
+
     p_bench = sub.add_parser("bench", help="run a benchmark scenario")
     p_bench.add_argument("scenario", choices=["engine"])
     p_bench.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -121,6 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_engine(args, banner=False)
     if args.command == "up":
         return _serve_engine(args, banner=True)
+    if args.command == "grammars":
+        return grammars_cli.run(args)
+    if args.command == "check":
+        return programs_cli.run_check(args)
+    if args.command == "run":
+        return programs_cli.run_run(args)
+    if args.command == "schema":
+        from sgflow.programs.schema import program_schema_text, write_program_schema
+
+        if args.write:
+            print(write_program_schema())
+        else:
+            print(program_schema_text())
+        return 0
     if args.command == "bench":
         from sgflow.bench import engine as bench_engine
 

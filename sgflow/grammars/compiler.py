@@ -1,0 +1,206 @@
+"""The seam to xgrammar: build a grammar under a time limit, cache it, match text with it.
+
+Grammars are built with the settings the engine decodes with (``any_whitespace=True``,
+``max_whitespace_cnt=Limits.max_json_whitespace``, xgrammar's default ``strict_mode``),
+so what passes here is what the engine will enforce. Building needs no tokenizer: that
+is the engine's (per-vocabulary) step. Matching text compiles against an empty
+vocabulary, which is enough for :class:`xgrammar.GrammarMatcher.accept_string`.
+
+xgrammar cannot be interrupted, so a build that runs past the limit is abandoned in its
+daemon thread (it finishes or dies with the process) and reported as
+``grammar.compile_timeout``; the static limits exist so that this stays rare.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
+
+import xgrammar as xgr
+
+from sgflow.grammars.errors import GrammarError, clean_xgrammar_message
+from sgflow.grammars.spec import Ebnf, JsonSchema, Regex, canonical_json
+
+__all__ = [
+    "CacheInfo",
+    "MatchResult",
+    "build_grammar",
+    "cache_info",
+    "cached_grammar",
+    "clear_cache",
+    "match",
+    "run_with_timeout",
+]
+
+T = TypeVar("T")
+
+_INVALID = {"regex": "grammar.invalid_regex", "ebnf": "grammar.invalid_ebnf"}
+_HINTS = {
+    "regex": "fix the pattern; `sgflow grammars list` has tested ones",
+    "ebnf": "the start rule must be `root ::= …`; comments start with #",
+    "json_schema": "simplify the schema; `sgflow check --explain` shows what xgrammar supports",
+}
+
+
+def build_grammar(spec: Regex | JsonSchema | Ebnf, *, max_whitespace: int) -> xgr.Grammar:
+    """xgrammar's grammar for ``spec``; raises :class:`GrammarError` (``grammar.invalid_*``,
+    or ``grammar.unsupported`` for a construct xgrammar says it does not support)."""
+    try:
+        if isinstance(spec, Regex):
+            return xgr.Grammar.from_regex(spec.pattern)
+        if isinstance(spec, Ebnf):
+            return xgr.Grammar.from_ebnf(spec.grammar)
+        return xgr.Grammar.from_json_schema(
+            canonical_json(spec.schema), any_whitespace=True, max_whitespace_cnt=max_whitespace
+        )
+    except Exception as exc:  # xgrammar raises RuntimeError / ValueError subclasses
+        message = clean_xgrammar_message(exc)
+        code = _INVALID.get(spec.kind, "grammar.invalid_schema")
+        if "not supported" in message:
+            code = "grammar.unsupported"
+        raise GrammarError(code, "", f"xgrammar: {message}", _HINTS[spec.kind]) from None
+
+
+def run_with_timeout(fn: Callable[[], T], timeout_s: float) -> T:
+    """``fn()`` in a daemon thread; ``GrammarError("grammar.compile_timeout")`` if it is late."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="sgflow-grammar-build", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise GrammarError(
+            "grammar.compile_timeout",
+            "",
+            f"the grammar did not compile within {timeout_s:g}s",
+            "simplify it: fewer alternatives, smaller bounded repetitions, a smaller schema",
+            limit=timeout_s,
+        )
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheInfo:
+    """Counters of the grammar cache since the last :func:`clear_cache`."""
+
+    hits: int
+    misses: int
+    size: int
+    maxsize: int
+
+
+class _GrammarCache:
+    """An LRU of built grammars (and of build errors, which are just as deterministic)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[str, xgr.Grammar | GrammarError] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> xgr.Grammar | GrammarError | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item
+
+    def put(self, key: str, item: xgr.Grammar | GrammarError) -> None:
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+    def info(self) -> CacheInfo:
+        with self._lock:
+            return CacheInfo(self.hits, self.misses, len(self._items), self.maxsize)
+
+
+_cache = _GrammarCache(maxsize=256)
+
+
+def cached_grammar(
+    spec: Regex | JsonSchema | Ebnf, *, max_whitespace: int, timeout_s: float
+) -> xgr.Grammar:
+    """:func:`build_grammar` under ``timeout_s``, memoised by content hash and settings.
+
+    Raises :class:`GrammarError`; a timeout is not cached (the machine may have been busy).
+    """
+    key = f"{spec.content_hash()}:{max_whitespace}"
+    hit = _cache.get(key)
+    if isinstance(hit, GrammarError):
+        raise GrammarError(hit.code, hit.pointer, hit.message, hit.hint, limit=hit.limit)
+    if hit is not None:
+        return hit
+    try:
+        grammar = run_with_timeout(
+            lambda: build_grammar(spec, max_whitespace=max_whitespace), timeout_s
+        )
+    except GrammarError as err:
+        if err.code != "grammar.compile_timeout":
+            _cache.put(key, err)
+        raise
+    _cache.put(key, grammar)
+    return grammar
+
+
+def cache_info() -> CacheInfo:
+    """Hits, misses, size and capacity of the in-memory grammar cache."""
+    return _cache.info()
+
+
+def clear_cache() -> None:
+    """Empty the grammar cache and reset its counters."""
+    _cache.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchResult:
+    """Whether a grammar accepts a whole text; if not, where it stopped.
+
+    ``position`` is the 0-based index of the first character the grammar refused, or
+    ``len(text)`` when every character was accepted but the text ends too early.
+    """
+
+    accepted: bool
+    position: int | None = None
+    incomplete: bool = False  # refused only because the text stops before the grammar does
+
+
+_string_compiler = xgr.GrammarCompiler(xgr.TokenizerInfo([]), cache_enabled=False)
+
+
+def match(grammar: xgr.Grammar, text: str) -> MatchResult:
+    """Feed ``text`` to a matcher one character at a time (the same automaton the engine
+    steps token by token) and report the first refusal."""
+    matcher = xgr.GrammarMatcher(
+        _string_compiler.compile_grammar(grammar), terminate_without_stop_token=True
+    )
+    for i, ch in enumerate(text):
+        if not matcher.accept_string(ch):
+            return MatchResult(False, i)
+    if matcher.is_terminated():
+        return MatchResult(True)
+    return MatchResult(False, len(text), incomplete=True)

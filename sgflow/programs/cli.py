@@ -1,0 +1,211 @@
+"""``sgflow check`` and ``sgflow run``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sgflow.programs.checker import load_program, parse_program
+from sgflow.programs.errors import ProgramInvalid
+
+__all__ = ["add_parsers", "run_check", "run_run"]
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("check", help="statically check program files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="for every JSON Schema, say per keyword whether the grammar enforces it",
+    )
+    p = sub.add_parser("run", help="run a program (starts the embedded engine unless --engine)")
+    p.add_argument("file")
+    p.add_argument("--input", action="append", default=[], metavar="K=V", help="an input value")
+    p.add_argument("--inputs", help="a JSON file with the inputs object")
+    p.add_argument("--inputs-jsonl", help="a JSONL file, one inputs object per line (a batch)")
+    p.add_argument("--out", help="where the batch's results go (JSONL; default stdout)")
+    p.add_argument("--engine", help="URL of an SGLang server (default: start the embedded one)")
+    p.add_argument("--concurrency", type=int, default=4, help="batch runs in flight (default 4)")
+    p.add_argument("--trace", action="store_true", help="print the per-step trace")
+    p.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+
+# -- check ------------------------------------------------------------------------------------
+
+
+def run_check(args: argparse.Namespace) -> int:
+    report: list[dict[str, Any]] = []
+    failed = False
+    for file in args.files:
+        try:
+            text = Path(file).read_text(encoding="utf-8")
+        except OSError as exc:
+            print(f"{file}: cannot read: {exc.strerror}", file=sys.stderr)
+            failed = True
+            continue
+        prog, errors = parse_program(text, file=file)
+        entry: dict[str, Any] = {
+            "file": file,
+            "ok": not errors,
+            "errors": [e.to_dict() for e in errors],
+        }
+        if prog is not None and args.explain:
+            entry["explain"] = _explain(prog, file)
+        report.append(entry)
+        failed = failed or bool(errors)
+        if not args.json:
+            for e in errors:
+                print(str(e))
+            if not errors:
+                print(f"{file}: ok ({len(prog.steps) if prog else 0} steps)")
+            if "explain" in entry:
+                _print_explain(entry["explain"])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
+def _explain(prog: Any, file: str) -> list[dict[str, Any]]:
+    from sgflow.grammars import explain
+    from sgflow.programs.compiler import compile_program
+
+    ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
+    out: list[dict[str, Any]] = []
+    for step in ir.iter_steps():
+        if step.gen is not None and step.gen.constraint.schema is not None:
+            rows = [r.to_dict() for r in explain(step.gen.constraint.schema)]
+            out.append({"where": f"step {step.id}", "keywords": rows})
+    # output.schema is not generated under a grammar: every keyword of it is checked by
+    # jsonschema after the run, so it has no enforcement report.
+    return out
+
+
+def _print_explain(sections: list[dict[str, Any]]) -> None:
+    for section in sections:
+        print(f"  {section['where']}:")
+        for row in section["keywords"]:
+            note = f"  ({row['note']})" if row.get("note") else ""
+            print(f"    {row['pointer'] or '/':40} {row['keyword']:22} {row['status']}{note}")
+
+
+# -- run --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _endpoint(url: str | None) -> Iterator[Any]:
+    from sgflow.programs.backend import SgflowEndpoint
+
+    if url:
+        yield SgflowEndpoint(url.rstrip("/"))
+        return
+    from sgflow.engine.launcher import EngineProcess
+
+    print("starting the embedded engine…", file=sys.stderr)
+    with EngineProcess() as engine:
+        yield SgflowEndpoint(engine.url)
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    if args.inputs:
+        inputs.update(json.loads(Path(args.inputs).read_text(encoding="utf-8")))
+    for item in args.input:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--input {item!r}: expected KEY=VALUE")
+        if value.startswith("@"):
+            value = Path(value[1:]).read_text(encoding="utf-8")
+        inputs[key] = value
+    return inputs
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from sgflow.programs.compiler import compile_program
+    from sgflow.programs.executor import execute
+
+    try:
+        prog = load_program(args.file)
+    except ProgramInvalid as exc:
+        for e in exc.errors:
+            print(str(e), file=sys.stderr)
+        return 1
+    ir = compile_program(prog, base_dir=str(Path(args.file).resolve().parent))
+    with _endpoint(args.engine) as endpoint:
+        if args.inputs_jsonl:
+            return _run_batch(ir, endpoint, args)
+        result = execute(ir, _inputs(args), endpoint)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        if args.trace:
+            _print_trace(result)
+        if result.ok:
+            print(json.dumps(result.output, indent=2, ensure_ascii=False))
+        else:
+            print(f"run failed: {json.dumps(result.error, ensure_ascii=False)}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _print_trace(result: Any) -> None:
+    print(
+        f"{'step':24} {'status':8} {'prompt':>6} {'cached':>6} {'out':>5} {'tries':>5} {'secs':>6}  finish",
+        file=sys.stderr,
+    )
+    for t in result.trace:
+        name = t.step if t.branch is None else f"{t.step}[{t.branch}]"
+        finish = (
+            (t.finish_reason or {}).get("type", "") if isinstance(t.finish_reason, dict) else ""
+        )
+        print(
+            f"{name:24} {t.status:8} {t.prompt_tokens:6} {t.cached_tokens:6} "
+            f"{t.completion_tokens:5} {t.attempts:5} {t.latency_s:6.2f}  {finish}",
+            file=sys.stderr,
+        )
+    u = result.usage
+    print(
+        f"tokens: prompt {u['prompt_tokens']}, cached {u['cached_tokens']}, "
+        f"completion {u['completion_tokens']}",
+        file=sys.stderr,
+    )
+
+
+def _run_batch(ir: Any, endpoint: Any, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from sgflow.programs.executor import execute
+
+    lines = [
+        ln for ln in Path(args.inputs_jsonl).read_text(encoding="utf-8").splitlines() if ln.strip()
+    ]
+    rows = [json.loads(ln) for ln in lines]
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    failures = 0
+    try:
+        with (
+            ThreadPoolExecutor(max_workers=max(1, args.concurrency)) as pool,
+            tqdm(total=len(rows), desc=ir.name, unit="run", file=sys.stderr) as bar,
+        ):
+            for i, result in enumerate(pool.map(lambda r: execute(ir, r, endpoint), rows)):
+                failures += 0 if result.ok else 1
+                record = {
+                    "line": i + 1,
+                    "ok": result.ok,
+                    "output": result.output,
+                    "error": result.error,
+                    "usage": result.usage,
+                }
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                bar.update(1)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"{len(rows) - failures} succeeded, {failures} failed", file=sys.stderr)
+    return 0 if failures == 0 else 1

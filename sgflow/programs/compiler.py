@@ -1,0 +1,111 @@
+"""Compile a checked program to the IR, and the IR to an ``sgl.function``.
+
+``compile_program`` is deterministic and cached by the program's content hash;
+``to_sgl_function`` wraps the executor's interpreter in an ``sgl.function`` whose body
+issues ``sgl.system/user/assistant``, ``sgl.gen(regex=…, json_schema=…)``, ``sgl.select``
+and ``s.fork`` in program order, so every step extends the prefix of the one before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from sgflow.programs.constraints import resolve_gen, resolve_schema_refs
+from sgflow.programs.ir import ForkIR, GenOp, ProgramIR, StepIR, ThinkOp
+from sgflow.programs.model import Program, Step
+
+__all__ = ["compile_program", "program_hash"]
+
+_CACHE_SIZE = 256
+_cache: OrderedDict[str, ProgramIR] = OrderedDict()
+_lock = threading.Lock()
+
+
+def program_hash(prog: Program, base_dir: str | None = None) -> str:
+    body = prog.model_dump(mode="json", by_alias=True, exclude_none=True)
+    payload = json.dumps([body, base_dir], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def compile_program(prog: Program, *, base_dir: str | None = None) -> ProgramIR:
+    """Lower ``prog`` (already checked) to :class:`ProgramIR`; cached by content hash."""
+    key = program_hash(prog, base_dir)
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    ir = ProgramIR(
+        name=prog.program,
+        version=prog.version,
+        inputs_schema=prog.inputs,
+        system=prog.system,
+        context=tuple((m.role, m.content) for m in prog.context),
+        steps=tuple(_step(s, base_dir) for s in prog.steps),
+        output_value=prog.output.value if prog.output else None,
+        output_schema=(
+            resolve_schema_refs(prog.output.schema_, base_dir=base_dir, pointer="/output/schema")
+            if prog.output and prog.output.schema_ is not None
+            else None
+        ),
+        on_invalid=prog.policy.on_invalid,
+        max_attempts=prog.policy.max_attempts,
+        timeout_s=prog.policy.timeout_s,
+        token_budget=prog.policy.token_budget,
+    )
+    with _lock:
+        _cache[key] = ir
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return ir
+
+
+def _step(step: Step, base_dir: str | None) -> StepIR:
+    gen = None
+    if step.gen is not None:
+        gen = GenOp(
+            constraint=resolve_gen(step.gen, base_dir=base_dir),
+            max_tokens=step.gen.max_tokens,
+            temperature=step.gen.temperature,
+            top_p=step.gen.top_p,
+            stop=tuple(step.gen.stop or ()),
+        )
+    choices = step.select_choices()
+    fork = None
+    if step.fork is not None:
+        fork = ForkIR(
+            over=step.fork.over,
+            n=step.fork.n,
+            var=step.fork.as_,
+            steps=tuple(_step(s, base_dir) for s in step.fork.steps),
+        )
+    think = None
+    if step.think is not None:
+        think = ThinkOp(step.think.prompt, step.think.max_tokens, step.think.answer_prompt)
+    return StepIR(
+        id=step.id,
+        condition=step.if_,
+        system=step.system,
+        user=step.user,
+        assistant=step.assistant,
+        gen=gen,
+        select=tuple(choices) if choices is not None else None,
+        think=think,
+        fork=fork,
+    )
+
+
+def to_sgl_function(ir: ProgramIR) -> Any:
+    """An ``sgl.function(s, inputs, run)``; ``run`` is the executor's per-run state."""
+    import sglang as sgl
+
+    def program(s: Any, inputs: dict[str, Any], run: Any) -> None:
+        run.execute(s, inputs)
+
+    fn = sgl.function(program)
+    fn.sgflow_ir = ir
+    return fn

@@ -1,0 +1,488 @@
+"""Run a compiled program against an SGLang endpoint; return outputs and a trace per step.
+
+Every JSON output and the final output are validated with ``jsonschema`` (the draft the
+schema declares, 2020-12 by default, with format checking). A constrained step runs in a
+fork of the conversation so that a failed attempt never enters it: on an invalid or
+truncated value the program's policy fails the run, retries the step, or repairs it (the
+step is regenerated under its grammar, on the warm prefix, with the validation error in the
+prompt). Attempts are bounded per step and completion tokens per run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jsonschema
+import sglang as sgl
+
+from sgflow.programs.backend import SgflowEndpoint, ebnf_regex
+from sgflow.programs.compiler import to_sgl_function
+from sgflow.programs.errors import RunError
+from sgflow.programs.ir import Constraint, GenOp, ProgramIR, StepIR
+from sgflow.programs.templates import TemplateFailure, evaluate, render, render_value
+
+__all__ = ["RunResult", "StepTrace", "execute", "validation_errors"]
+
+EventSink = Callable[[str, dict[str, Any]], None]
+MAX_FORK_ITEMS = 32
+
+
+@dataclass
+class StepTrace:
+    step: str
+    status: str = "ok"  # ok | skipped | failed
+    branch: int | None = None
+    constraint: str = "free"
+    prompt_chars: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    finish_reason: Any = None
+    attempts: int = 0
+    validation_errors: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    program: str
+    version: int
+    ok: bool
+    output: Any
+    steps: dict[str, Any]
+    trace: list[StepTrace]
+    usage: dict[str, int]
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        return out
+
+
+def validation_errors(value: Any, schema: dict[str, Any], limit: int = 5) -> list[dict[str, str]]:
+    """Where ``value`` breaks ``schema``: ``[{"pointer", "message"}]``, most specific first."""
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(value), key=lambda e: (-len(e.path), e.message))
+    return [
+        {"pointer": "/" + "/".join(str(p) for p in e.path), "message": e.message[:300]}
+        for e in errors[:limit]
+    ]
+
+
+class _Run:
+    def __init__(
+        self,
+        ir: ProgramIR,
+        *,
+        on_event: EventSink | None,
+        started: float,
+        completed: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.ir = ir
+        self.completed = completed or {}
+        self.on_event = on_event or (lambda kind, data: None)
+        self.started = started
+        self.trace: list[StepTrace] = []
+        self.tokens = 0
+        self.prompt_tokens = 0
+        self.cached_tokens = 0
+        self.steps: dict[str, Any] = {}
+
+    # -- the program body ------------------------------------------------------------------
+
+    def execute(self, s: Any, inputs: dict[str, Any]) -> None:
+        ctx = {"inputs": inputs, "steps": self.steps}
+        self._ctx = ctx
+        if self.ir.system:
+            s += sgl.system(self._render(self.ir.system, ctx, "system"))
+        for role, content in self.ir.context:
+            s += _turn(role, self._render(content, ctx, "context"))
+        self._steps(s, self.ir.steps, ctx, branch=None)
+
+    def _steps(
+        self, s: Any, steps: tuple[StepIR, ...], ctx: dict[str, Any], *, branch: int | None
+    ) -> None:
+        for step in steps:
+            self._check_time(step.id)
+            trace = StepTrace(step=step.id, branch=branch)
+            if branch is None and step.id in self.completed:
+                ctx["steps"][step.id] = self._replay(s, step, ctx, self.completed[step.id])
+                trace.status = "resumed"
+                self.trace.append(trace)
+                continue
+            if step.condition is not None and not self._eval(step.condition, ctx, step.id):
+                trace.status = "skipped"
+                ctx["steps"][step.id] = None
+                self._finish(trace, None, skipped=True)
+                continue
+            self.on_event("step.started", {"step": step.id, "branch": branch})
+            trace.prompt_chars = len(s.text())
+            value = self._step(s, step, ctx, trace)
+            ctx["steps"][step.id] = value
+            self._finish(trace, value, text=_assistant_text(value))
+
+    def _step(self, s: Any, step: StepIR, ctx: dict[str, Any], trace: StepTrace) -> Any:
+        if step.system is not None:
+            s += sgl.system(self._render(step.system, ctx, step.id))
+        user = self._render(step.user, ctx, step.id) if step.user is not None else None
+        if step.think is not None:
+            user = f"{user}\n\n{step.think.prompt}" if user else step.think.prompt
+        if user is not None:
+            s += sgl.user(user)
+        if step.think is not None:
+            name = f"{step.id}__thought"
+            s += sgl.assistant(sgl.gen(name, max_tokens=step.think.max_tokens, temperature=0))
+            ctx["steps"][name] = self._value(s, name, step.id)
+            self._account(trace, s.get_meta_info(name))
+            s += sgl.user(step.think.answer_prompt)
+        if step.assistant is not None:
+            text = self._render(step.assistant, ctx, step.id)
+            s += sgl.assistant(text)
+            return text
+        if step.select is not None:
+            t0 = time.perf_counter()
+            s += sgl.assistant(sgl.select(step.id, choices=list(step.select)))
+            value = self._value(s, step.id, step.id)
+            trace.latency_s += time.perf_counter() - t0
+            trace.attempts = 1
+            trace.constraint = "select"
+            return value
+        if step.gen is not None:
+            return self._gen(s, step, step.gen, trace)
+        if step.fork is not None:
+            return self._fork(s, step, ctx, trace)
+        return None
+
+    def _replay(self, s: Any, step: StepIR, ctx: dict[str, Any], saved: dict[str, Any]) -> Any:
+        """Put a checkpointed step back into the conversation without generating it again."""
+        if saved.get("skipped") or step.fork is not None:
+            return saved.get("value")
+        if step.system is not None:
+            s += sgl.system(self._render(step.system, ctx, step.id))
+        if step.user is not None:
+            s += sgl.user(self._render(step.user, ctx, step.id))
+        text = saved.get("text")
+        if text is not None:
+            s += sgl.assistant(text)
+        return saved.get("value")
+
+    # -- generation with validation ---------------------------------------------------------
+
+    def _gen(self, s: Any, step: StepIR, gen: GenOp, trace: StepTrace) -> Any:
+        if gen.constraint.dynamic is not None:
+            gen = self._dynamic(gen, step.id)
+        c = gen.constraint
+        trace.constraint = c.origin or c.kind
+        if c.kind == "free":
+            t0 = time.perf_counter()
+            s += sgl.assistant(self._gen_expr(step.id, gen, gen.temperature))
+            text = self._value(s, step.id, step.id)
+            trace.latency_s += time.perf_counter() - t0
+            trace.attempts = 1
+            self._account(trace, s.get_meta_info(step.id))
+            return text
+        branch = s.fork(1)[0]
+        temperature = gen.temperature
+        for attempt in range(1, self.ir.max_attempts + 1):
+            name = f"{step.id}__{attempt}"
+            t0 = time.perf_counter()
+            branch += sgl.assistant(self._gen_expr(name, gen, temperature))
+            text = self._value(branch, name, step.id)
+            trace.latency_s += time.perf_counter() - t0
+            trace.attempts = attempt
+            meta = branch.get_meta_info(name) or {}
+            self._account(trace, meta)
+            value, problems = self._parse(text, meta, gen)
+            if not problems:
+                s += sgl.assistant(text)  # the accepted answer joins the conversation
+                return value
+            trace.validation_errors = problems
+            self.on_event("step.invalid", {"step": step.id, "attempt": attempt, "errors": problems})
+            if self.ir.on_invalid == "fail" or attempt == self.ir.max_attempts:
+                break
+            if self.ir.on_invalid == "repair":
+                summary = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:3])
+                branch += sgl.user(
+                    f"That answer is invalid ({summary}). Reply again with a corrected answer only."
+                )
+            else:  # retry: a fresh attempt from the same prefix, sampled
+                branch = s.fork(1)[0]
+                temperature = max(temperature, 0.7)
+        trace.status = "failed"
+        code = "output.truncated" if _truncated(trace.finish_reason) else "output.invalid"
+        raise RunError(
+            code,
+            f"step `{step.id}` produced no valid output in {trace.attempts} attempt(s)",
+            step=step.id,
+            details=trace.validation_errors,
+        )
+
+    def _dynamic(self, gen: GenOp, step: str) -> GenOp:
+        """Resolve a run-time JSON Schema (``json_schema_from``) and check it like a static one."""
+        from sgflow.grammars import check
+        from sgflow.grammars.spec import JsonSchema
+
+        assert gen.constraint.dynamic is not None
+        schema = self._eval(gen.constraint.dynamic, self._ctx, step)
+        if not isinstance(schema, dict):
+            raise RunError(
+                "input.invalid", f"step `{step}`: the JSON Schema must be an object", step=step
+            )
+        errors = check(JsonSchema(schema))
+        if errors:
+            raise RunError(
+                errors[0].code,
+                f"step `{step}`: {errors[0].message}",
+                step=step,
+                details=[e.to_dict() for e in errors],
+            )
+        constraint = Constraint("json_schema", json.dumps(schema), schema=schema, origin="dynamic")
+        return GenOp(constraint, gen.max_tokens, gen.temperature, gen.top_p, gen.stop)
+
+    def _parse(
+        self, text: str, meta: dict[str, Any], gen: GenOp
+    ) -> tuple[Any, list[dict[str, str]]]:
+        finish = meta.get("finish_reason") or {}
+        if _truncated(finish):
+            return None, [
+                {
+                    "pointer": "",
+                    "message": f"generation stopped at max_tokens={gen.max_tokens} inside the value",
+                }
+            ]
+        c = gen.constraint
+        if c.kind != "json_schema":
+            return text, []
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return None, [{"pointer": "", "message": f"not JSON: {exc.msg} at {exc.pos}"}]
+        assert c.schema is not None
+        return value, validation_errors(value, c.schema)
+
+    def _gen_expr(self, name: str, gen: GenOp, temperature: float) -> Any:
+        c = gen.constraint
+        kwargs: dict[str, Any] = {
+            "max_tokens": gen.max_tokens,
+            "temperature": temperature,
+            "top_p": gen.top_p,
+        }
+        if gen.stop:
+            kwargs["stop"] = list(gen.stop)
+        if c.kind == "regex":
+            kwargs["regex"] = c.source
+        elif c.kind == "json_schema":
+            kwargs["json_schema"] = c.source
+        elif c.kind == "ebnf":
+            assert c.source is not None
+            kwargs["regex"] = ebnf_regex(c.source)  # routed to `ebnf` by SgflowEndpoint
+        return sgl.gen(name, **kwargs)
+
+    # -- fork --------------------------------------------------------------------------------
+
+    def _fork(self, s: Any, step: StepIR, ctx: dict[str, Any], trace: StepTrace) -> list[Any]:
+        fork = step.fork
+        assert fork is not None
+        if fork.over is not None:
+            items = self._eval(fork.over, ctx, step.id)
+            if not isinstance(items, list):
+                raise RunError(
+                    "fork.not_a_list",
+                    f"fork `{step.id}`: `{fork.over}` is {type(items).__name__}, not a list",
+                    step=step.id,
+                )
+        else:
+            assert fork.n is not None
+            items = list(range(fork.n))
+        if len(items) > MAX_FORK_ITEMS:
+            raise RunError(
+                "limit.fork_width",
+                f"fork `{step.id}` has {len(items)} items; the limit is {MAX_FORK_ITEMS}",
+                step=step.id,
+            )
+        trace.constraint = "fork"
+        if not items:
+            return []
+        branches = s.fork(len(items))
+
+        def run_branch(i: int) -> dict[str, Any]:
+            local = {**ctx, fork.var: items[i], "steps": dict(ctx["steps"])}
+            self._steps(branches[i], fork.steps, local, branch=i)
+            return {sub.id: local["steps"].get(sub.id) for sub in fork.steps}
+
+        with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+            return list(pool.map(run_branch, range(len(items))))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _value(self, s: Any, name: str, step: str) -> Any:
+        try:
+            value = s.get_var(name)
+        except KeyError:
+            value = None
+        error = s.error()
+        if error is not None or value is None:
+            raise RunError(
+                "engine.error",
+                f"step `{step}`: the engine failed: {error}",
+                step=step,
+                retryable=True,
+            )
+        return value
+
+    def _account(self, trace: StepTrace, meta: dict[str, Any] | None) -> None:
+        if not meta:
+            return
+        trace.prompt_tokens = int(meta.get("prompt_tokens", 0))
+        trace.cached_tokens = int(meta.get("cached_tokens", 0))
+        trace.completion_tokens += int(meta.get("completion_tokens", 0))
+        trace.finish_reason = meta.get("finish_reason")
+        self.prompt_tokens += trace.prompt_tokens
+        self.cached_tokens += trace.cached_tokens
+        self.tokens += int(meta.get("completion_tokens", 0))
+        if self.tokens > self.ir.token_budget:
+            raise RunError(
+                "limit.token_budget",
+                f"the run generated {self.tokens} tokens; its token_budget is "
+                f"{self.ir.token_budget}",
+                step=trace.step,
+            )
+
+    def _render(self, template: str, ctx: dict[str, Any], step: str) -> str:
+        try:
+            return render(template, ctx)
+        except TemplateFailure as exc:
+            raise RunError(
+                f"template.{exc.kind}", f"step `{step}`: {exc.message}", step=step
+            ) from None
+
+    def _eval(self, expression: str, ctx: dict[str, Any], step: str) -> Any:
+        try:
+            return evaluate(expression, ctx)
+        except TemplateFailure as exc:
+            raise RunError(
+                f"template.{exc.kind}", f"step `{step}`: {exc.message}", step=step
+            ) from None
+
+    def _check_time(self, step: str) -> None:
+        if time.monotonic() - self.started > self.ir.timeout_s:
+            raise RunError(
+                "run.timeout",
+                f"the run exceeded its timeout of {self.ir.timeout_s:g}s before step `{step}`",
+                step=step,
+                retryable=True,
+            )
+
+    def _finish(
+        self, trace: StepTrace, value: Any, *, text: str | None = None, skipped: bool = False
+    ) -> None:
+        trace.latency_s = round(trace.latency_s, 4)
+        self.trace.append(trace)
+        event = {
+            "step": trace.step,
+            "branch": trace.branch,
+            "trace": asdict(trace),
+            "value": value,
+            "text": text,
+            "skipped": skipped,
+        }
+        self.on_event("step.finished", event)
+
+
+def _assistant_text(value: Any) -> str | None:
+    """The assistant's words of a finished step (what a resumed run puts back)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, list):
+        return None
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _turn(role: str, text: str) -> Any:
+    return {"system": sgl.system, "user": sgl.user, "assistant": sgl.assistant}[role](text)
+
+
+def _truncated(finish: Any) -> bool:
+    return isinstance(finish, dict) and finish.get("type") == "length"
+
+
+def execute(
+    ir: ProgramIR,
+    inputs: dict[str, Any],
+    endpoint: SgflowEndpoint,
+    *,
+    on_event: EventSink | None = None,
+    completed: dict[str, dict[str, Any]] | None = None,
+) -> RunResult:
+    """Run ``ir`` with ``inputs``; never raises for run failures (they are in the result).
+
+    ``completed`` maps top-level step ids to checkpoints ``{"value", "text", "skipped"}``
+    from the ``step.finished`` events of an earlier attempt: those steps are put back into
+    the conversation and not generated again (their trace status is ``resumed``).
+    """
+    started = time.monotonic()
+    run = _Run(ir, on_event=on_event, started=started, completed=completed)
+    error: dict[str, Any] | None = None
+    output: Any = None
+    try:
+        problems = validation_errors(inputs, ir.inputs_schema)
+        if problems:
+            raise RunError(
+                "input.invalid",
+                "the inputs do not match the program's inputs schema",
+                details=problems,
+            )
+        inputs = _with_declared(inputs, ir.inputs_schema)
+        to_sgl_function(ir).run(inputs=inputs, run=run, backend=endpoint)
+        output = _output(ir, inputs, run.steps)
+    except RunError as exc:
+        error = exc.to_dict()
+    return RunResult(
+        program=ir.name,
+        version=ir.version,
+        ok=error is None,
+        output=output,
+        steps={k: v for k, v in run.steps.items() if not k.endswith("__thought")},
+        trace=run.trace,
+        usage={
+            "prompt_tokens": run.prompt_tokens,
+            "cached_tokens": run.cached_tokens,
+            "completion_tokens": run.tokens,
+        },
+        error=error,
+    )
+
+
+def _with_declared(inputs: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Declared but absent inputs get their schema ``default`` or None, so a template can
+    test an optional input (``{% if inputs.notes %}``) under StrictUndefined."""
+    props = schema.get("properties")
+    if not isinstance(props, dict) or not isinstance(inputs, dict):
+        return inputs
+    filled = dict(inputs)
+    for name, sub in props.items():
+        if name not in filled:
+            filled[name] = sub.get("default") if isinstance(sub, dict) else None
+    return filled
+
+
+def _output(ir: ProgramIR, inputs: dict[str, Any], steps: dict[str, Any]) -> Any:
+    if ir.output_value is None:
+        return {k: v for k, v in steps.items() if not k.endswith("__thought")}
+    try:
+        value = render_value(ir.output_value, {"inputs": inputs, "steps": steps})
+    except TemplateFailure as exc:
+        raise RunError(f"template.{exc.kind}", f"output: {exc.message}") from None
+    if ir.output_schema is not None:
+        problems = validation_errors(value, ir.output_schema)
+        if problems:
+            raise RunError(
+                "output.invalid", "the final output does not match output.schema", details=problems
+            )
+    return value
