@@ -82,9 +82,9 @@ def references(tree: nodes.Template) -> tuple[set[str], set[str]]:
         if isinstance(attr.node, nodes.Name) and attr.node.name == "steps":
             step_ids.add(attr.attr)
     for item in tree.find_all(nodes.Getitem):
-        if isinstance(item.node, nodes.Name) and item.node.name == "steps":
-            if isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
-                step_ids.add(item.arg.value)
+        is_steps = isinstance(item.node, nodes.Name) and item.node.name == "steps"
+        if is_steps and isinstance(item.arg, nodes.Const) and isinstance(item.arg.value, str):
+            step_ids.add(item.arg.value)
     return free, step_ids
 
 
