@@ -22,6 +22,7 @@ from sgflow.engine.model import DecodeFailed, LlamaModel
 from sgflow.engine.prefix_cache import PrefixCache
 from sgflow.engine.sampling import log_softmax, top_logprobs
 from sgflow.engine.sequence import Sequence, Update
+from sgflow.engine.text_align import align_prompt
 
 __all__ = ["Scheduler", "SchedulerStats"]
 
@@ -58,6 +59,7 @@ class Scheduler:
         self._throughput = 0.0
         self._special_piece_cache: dict[int, bytes] = {}
         self._ready = threading.Event()
+        self._pieces: dict[int, tuple[list[int], list[bytes]]] = {}
 
     # -- API for other threads ------------------------------------------------------------
 
@@ -155,6 +157,18 @@ class Scheduler:
         while self._waiting and len(self._running) < self.max_running:
             seq = self._waiting[0]
             src, match = self.cache.longest_match(seq.prompt)
+            if seq.spec.text is not None and not seq.spec.return_logprob:
+                aligned = align_prompt(
+                    seq.spec.text,
+                    [self._slot_pieces(i) for i in range(self.cache.n_slots)],
+                    tokenize=self.model.tokenize,
+                    min_gain=8,
+                    baseline=match,
+                )
+                # a non-canonical tokenization may be a little longer; never much
+                if aligned is not None and len(aligned) <= len(seq.prompt) + 16:
+                    seq.prompt = aligned
+                    src, match = self.cache.longest_match(seq.prompt)
             need = len(seq.prompt) - min(match, seq.max_reuse) + seq.max_new_tokens
             reserved = sum(len(s.prompt) + s.max_new_tokens - s.n_in_kv for s in self._running)
             if not self.cache.make_room(need + reserved, protect=src) and self._running:
@@ -292,6 +306,17 @@ class Scheduler:
         if cached is None:
             cached = self._special_piece_cache[token] = self.model.piece(token, special=True)
         return cached
+
+    def _slot_pieces(self, slot: int) -> tuple[list[int], list[bytes]]:
+        """The slot's tokens and their bytes, extended incrementally as the slot grows."""
+        tokens = self.cache.tokens(slot)
+        cached = self._pieces.get(slot)
+        if cached is None or cached[0] is not tokens or len(cached[1]) > len(tokens):
+            cached = (tokens, [])
+            self._pieces[slot] = cached
+        pieces = cached[1]
+        pieces.extend(self.piece_with_special(t) for t in tokens[len(pieces) :])
+        return tokens, pieces
 
     def piece_with_special(self, token: int) -> bytes:
         return self._piece(token, special=True)

@@ -84,3 +84,52 @@ def test_server_info_reports_cache_usage(client: httpx.Client) -> None:
     assert (
         0 < state["cache_used_tokens"] <= client.get("/server_info").json()["max_total_num_tokens"]
     )
+
+
+def test_generated_text_sent_back_is_reused_across_the_tokenization_boundary(
+    client: httpx.Client,
+) -> None:
+    """A program's next step sends the generated JSON back as text; its re-tokenization
+    differs from the generated tokens, yet the cached KV must still be reused."""
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "maxItems": 6,
+                "items": {
+                    "type": "object",
+                    "required": ["name", "qty"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "maxLength": 20},
+                        "qty": {"type": "integer", "minimum": 0, "maximum": 99},
+                    },
+                },
+            }
+        },
+    }
+    prompt = chat("List some groceries with quantities as JSON.", system="You output JSON.")
+    first = client.post(
+        "/generate",
+        json={
+            "text": prompt,
+            "sampling_params": {
+                "max_new_tokens": 200,
+                "temperature": 0,
+                "json_schema": __import__("json").dumps(schema),
+            },
+        },
+    ).json()
+    generated = first["meta_info"]["completion_tokens"]
+    assert generated > 20
+    follow = (
+        prompt
+        + first["text"]
+        + "<|im_end|>\n<|im_start|>user\nHow many items?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    meta = run(client, follow)
+    reusable = first["meta_info"]["prompt_tokens"] + generated - 1
+    assert meta["cached_tokens"] >= 0.9 * reusable, (meta, reusable)

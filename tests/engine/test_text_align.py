@@ -1,0 +1,57 @@
+"""Byte-level prompt alignment with cached slots, without a model."""
+
+from __future__ import annotations
+
+from sgflow.engine.text_align import align_prompt, common_bytes
+
+VOCAB = {1: b"ab", 2: b"c", 3: b"abc", 4: b"d", 5: b"\xc3", 6: b"\xa9", 7: b"e"}
+INVERSE = {v: k for k, v in VOCAB.items()}
+
+
+def tokenize(text: str) -> list[int]:
+    """Greedy longest-match over the toy vocabulary (canonical tokenization)."""
+    data, out = text.encode(), []
+    while data:
+        for size in (3, 2, 1):
+            if data[:size] in INVERSE:
+                out.append(INVERSE[data[:size]])
+                data = data[size:]
+                break
+        else:
+            raise ValueError(data)
+    return out
+
+
+def slot(tokens: list[int]) -> tuple[list[int], list[bytes]]:
+    return tokens, [VOCAB[t] for t in tokens]
+
+
+def test_common_bytes() -> None:
+    assert common_bytes(b"abcd", b"abxd") == 2
+    assert common_bytes(b"ab", b"abc") == 2
+    assert common_bytes(b"", b"a") == 0
+
+
+def test_reuses_a_slot_whose_tokens_differ_but_whose_text_matches() -> None:
+    cached = [1, 2, 4, 4, 4, 4]  # "ab" "c" "d" "d" "d" "d", canonical would be "abc" "d"…
+    assert tokenize("abcdddd") == [3, 4, 4, 4, 4]
+    aligned = align_prompt("abcddddd", [slot(cached)], tokenize=tokenize, min_gain=1, baseline=0)
+    assert aligned == [1, 2, 4, 4, 4, 4, 4]
+
+
+def test_no_alignment_without_enough_gain() -> None:
+    assert (
+        align_prompt("abcd", [slot([1, 2, 4])], tokenize=tokenize, min_gain=8, baseline=0) is None
+    )
+    assert align_prompt("xyz", [slot([1, 2])], tokenize=tokenize, min_gain=1, baseline=0) is None
+
+
+def test_never_splits_a_utf8_character() -> None:
+    cached = [4, 4, 5, 6, 4]  # "dd" + "é" as two byte tokens + "d"
+    aligned = align_prompt("ddée", [slot(cached)], tokenize=tokenize, min_gain=1, baseline=0)
+    assert aligned == [4, 4, 5, 6, 7]
+    # a prompt diverging inside the character backs off to the character start
+    aligned = align_prompt(
+        "dd\u00e8", [slot(cached)], tokenize=lambda t: [9], min_gain=1, baseline=0
+    )
+    assert aligned == [4, 4, 9]
