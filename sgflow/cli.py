@@ -120,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_schema = sub.add_parser("schema", help="print the JSON Schema of the program format")
     p_schema.add_argument("--write", action="store_true", help="write programs/program.schema.json")
 
+    p_worker = sub.add_parser("worker", help="start a Celery worker that executes runs")
+    p_worker.add_argument("--concurrency", type=int, default=2, help="runs at once (default 2)")
+    p_worker.add_argument("--loglevel", default="info")
+
     p_bench = sub.add_parser("bench", help="run a benchmark scenario")
     p_bench.add_argument("scenario", choices=["engine"])
     p_bench.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -130,6 +134,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_engine(args, banner=False)
     if args.command == "up":
         return _serve_engine(args, banner=True)
+    if args.command == "worker":
+        from sgflow.workers.celery_app import QUEUE
+        from sgflow.workers.tasks import app as celery_app
+
+        celery_app.worker_main(
+            [
+                "worker",
+                "-Q",
+                QUEUE,
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(args.concurrency),
+                "--loglevel",
+                args.loglevel,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
+        )
+        return 0
     if args.command == "grammars":
         return grammars_cli.run(args)
     if args.command == "check":

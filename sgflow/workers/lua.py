@@ -1,0 +1,189 @@
+"""The Lua scripts behind every state change of the run store.
+
+Each script runs atomically in Redis, so a check ("is this attempt still the holder?") and
+the write it guards can never be separated by another client's write: that is the fencing.
+Times come in as ARGV from the store's clock (never Redis ``TIME``), so tests can drive a
+fake clock and every worker compares leases on one scale.
+
+Scripts that can finish a run share the KEYS layout of :meth:`Keys.terminal`:
+``run, steps, events, running, queued[, batch lines, batch counts]`` (the batch pair only
+when the run has a parent), and :data:`PRELUDE`'s ``finalize`` writes the result, the
+``run.finished`` event, the TTLs and the batch line in one go.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APPEND_EVENT",
+    "CHECKPOINT",
+    "CLAIM",
+    "CREATE",
+    "FINISH",
+    "HEARTBEAT",
+    "MARK_LINE",
+    "REAP",
+    "REQUEST_CANCEL",
+    "with_prelude",
+]
+
+# __MAXLEN__ is replaced by the store's event cap.
+PRELUDE = r"""
+local function fence(run, attempt)
+  local f = redis.call('HMGET', run, 'status', 'attempt')
+  if not f[1] then return 'not_found' end
+  if f[2] ~= attempt or f[1] == 'queued' then return 'lease_lost' end
+  if f[1] ~= 'running' then return 'already_finished' end
+  return false
+end
+
+local function event(stream, kind, data)
+  return redis.call('XADD', stream, 'MAXLEN', '~', __MAXLEN__, '*', 'kind', kind, 'data', data)
+end
+
+local function mark_line(lines, counts, id, status)
+  if redis.call('HSETNX', lines, id, status) == 0 then return 0 end
+  local bucket = 'failed'
+  if status == 'succeeded' then bucket = 'completed' end
+  redis.call('HINCRBY', counts, bucket, 1)
+  return 1
+end
+
+local function finalize(id, status, now, output, err, ttl)
+  local attempt = redis.call('HGET', KEYS[1], 'attempt')
+  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now, 'lease_until', '',
+    'output', output, 'error', err)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('ZREM', KEYS[5], id)
+  local e = err
+  if e == '' then e = 'null' end
+  event(KEYS[3], 'run.finished',
+    '{"status":"' .. status .. '","attempt":' .. attempt .. ',"error":' .. e .. '}')
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
+  if KEYS[7] then mark_line(KEYS[6], KEYS[7], id, status) end
+end
+"""
+
+# KEYS run, events, tenant runs, queued. ARGV id, created_at, then field/value pairs.
+CREATE = r"""
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+  event(KEYS[2], 'run.queued', '{}')
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS terminal. ARGV id, worker, now, lease_until, max_attempts, ttl, max_attempts error,
+# worker as JSON. Returns {outcome, attempt}.
+CLAIM = r"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'lease_until',
+  'cancel_requested', 'started_at')
+if not f[1] then return {'not_found', 0} end
+local now = tonumber(ARGV[3])
+if f[1] == 'running' then
+  if (tonumber(f[3]) or 0) > now then return {'busy', 0} end
+elseif f[1] ~= 'queued' then
+  return {'finished', 0}
+end
+if f[4] == '1' then
+  finalize(ARGV[1], 'cancelled', ARGV[3], '', '', ARGV[6])
+  return {'cancelled', 0}
+end
+local attempt = tonumber(f[2]) + 1
+if attempt > tonumber(ARGV[5]) then
+  finalize(ARGV[1], 'failed', ARGV[3], '', ARGV[7], ARGV[6])
+  return {'max_attempts', 0}
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'attempt', tostring(attempt),
+  'lease_until', ARGV[4], 'worker', ARGV[2])
+if f[5] == '' then redis.call('HSET', KEYS[1], 'started_at', ARGV[3]) end
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+event(KEYS[3], 'run.started', '{"attempt":' .. attempt .. ',"worker":' .. ARGV[8] .. '}')
+return {'claimed', attempt}
+"""
+
+# KEYS run, running. ARGV id, attempt, lease_until. 1 if the lease was extended.
+HEARTBEAT = r"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempt')
+if f[1] ~= 'running' or f[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'lease_until', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS run, steps. ARGV attempt, step id, checkpoint JSON. {outcome, written}.
+CHECKPOINT = r"""
+local bad = fence(KEYS[1], ARGV[1])
+if bad then return {bad, 0} end
+return {'ok', redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3])}
+"""
+
+# KEYS run, events. ARGV attempt ('' = unfenced), kind, data JSON. {outcome, event id}.
+APPEND_EVENT = r"""
+if ARGV[1] ~= '' then
+  local bad = fence(KEYS[1], ARGV[1])
+  if bad then return {bad, ''} end
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'not_found', ''}
+end
+return {'ok', event(KEYS[2], ARGV[2], ARGV[3])}
+"""
+
+# KEYS terminal. ARGV id, attempt, status, now, output JSON, error JSON, ttl.
+FINISH = r"""
+local bad = fence(KEYS[1], ARGV[2])
+if bad then return bad end
+finalize(ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return 'ok'
+"""
+
+# KEYS terminal. ARGV id, now, ttl.
+REQUEST_CANCEL = r"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'cancel_requested')
+if not f[1] then return 'not_found' end
+if f[1] == 'queued' then
+  finalize(ARGV[1], 'cancelled', ARGV[2], '', '', ARGV[3])
+  return 'cancelled'
+end
+if f[1] ~= 'running' then return 'finished' end
+if f[2] ~= '1' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  event(KEYS[3], 'run.cancel_requested', '{}')
+end
+return 'requested'
+"""
+
+# KEYS terminal. ARGV id, now, max_attempts, ttl, max_attempts error.
+REAP = r"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'lease_until', 'cancel_requested')
+if f[1] ~= 'running' then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  return 'skipped'
+end
+if (tonumber(f[3]) or 0) > tonumber(ARGV[2]) then return 'skipped' end
+if f[4] == '1' then
+  finalize(ARGV[1], 'cancelled', ARGV[2], '', '', ARGV[4])
+  return 'cancelled'
+end
+if tonumber(f[2]) >= tonumber(ARGV[3]) then
+  finalize(ARGV[1], 'failed', ARGV[2], '', ARGV[5], ARGV[4])
+  return 'failed'
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_until', '', 'worker', '')
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
+event(KEYS[3], 'run.requeued', '{"attempt":' .. f[2] .. '}')
+return 'requeued'
+"""
+
+# KEYS batch lines, batch counts. ARGV run id, status. 1 if counted now.
+MARK_LINE = r"""
+return mark_line(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
+"""
+
+
+def with_prelude(body: str, *, events_maxlen: int) -> str:
+    """A script ready to register: the shared helpers, then ``body``."""
+    return PRELUDE.replace("__MAXLEN__", str(int(events_maxlen))) + body

@@ -1,0 +1,186 @@
+"""One attempt at one run: claim it, resume from checkpoints, execute, write the result once.
+
+Celery only delivers "start run X"; everything that matters is in the run store. The runner
+claims the run (a second delivery of the same message finds it claimed or finished and does
+nothing), heartbeats the lease from a thread, checkpoints every finished top-level step and
+publishes events with its claim (a zombie attempt's writes are refused), checks for
+cancellation between steps, and finishes the run exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from sgflow.programs import RunError, SgflowEndpoint, compile_program, execute
+from sgflow.programs.model import Program
+from sgflow.workers.errors import LeaseLost
+from sgflow.workers.records import Claim
+from sgflow.workers.store import RunStore
+
+__all__ = ["ProgramBodies", "Runner"]
+
+log = logging.getLogger("sgflow.workers.runner")
+
+
+class ProgramBodies:
+    """Program bodies by content hash: the service writes, workers read (write-once)."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "sgflow:") -> None:
+        self.redis = client
+        self.prefix = prefix
+
+    def _key(self, program_hash: str) -> str:
+        return f"{self.prefix}program-body:{program_hash}"
+
+    def put(self, program_hash: str, body: dict[str, Any]) -> None:
+        self.redis.set(self._key(program_hash), json.dumps(body), nx=True)
+
+    def get(self, program_hash: str) -> dict[str, Any] | None:
+        raw = self.redis.get(self._key(program_hash))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return data if isinstance(data, dict) else None
+
+
+@dataclass
+class _Attempt:
+    claim: Claim
+    lost: threading.Event
+    stop: threading.Event
+
+
+class Runner:
+    """Runs claimed runs against one SGLang endpoint (a server, or a router in front of many).
+
+    ``endpoint_factory`` is called lazily and its result reused (``RuntimeEndpoint`` asks the
+    engine for model info when built); ``worker_id`` names this worker in run records.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        bodies: ProgramBodies,
+        *,
+        endpoint_factory: Callable[[], SgflowEndpoint],
+        worker_id: str,
+    ) -> None:
+        self.store = store
+        self.bodies = bodies
+        self._endpoint_factory = endpoint_factory
+        self._endpoint: SgflowEndpoint | None = None
+        self.worker_id = worker_id
+
+    @property
+    def endpoint(self) -> SgflowEndpoint:
+        if self._endpoint is None:
+            self._endpoint = self._endpoint_factory()
+        return self._endpoint
+
+    def run(self, run_id: str) -> str:
+        """Process one delivery; returns what happened (``skipped``, or the final status)."""
+        claim = self.store.claim(run_id, self.worker_id)
+        if claim is None:
+            return "skipped"
+        attempt = _Attempt(claim, threading.Event(), threading.Event())
+        beat = threading.Thread(target=self._heartbeat, args=(attempt,), daemon=True)
+        beat.start()
+        try:
+            return self._execute(attempt)
+        except LeaseLost:
+            log.warning("lease lost", extra={"run_id": run_id, "attempt": claim.attempt})
+            return "lease_lost"
+        finally:
+            attempt.stop.set()
+            beat.join(timeout=5)
+
+    def _heartbeat(self, attempt: _Attempt) -> None:
+        interval = max(0.5, self.store.lease_s / 3)
+        while not attempt.stop.wait(interval):
+            try:
+                if not self.store.heartbeat(attempt.claim):
+                    attempt.lost.set()
+                    return
+            except redis.RedisError:
+                log.warning("heartbeat failed", extra={"run_id": attempt.claim.run_id})
+
+    def _execute(self, attempt: _Attempt) -> str:
+        claim = attempt.claim
+        run = self.store.get(claim.run_id)
+        if run is None:
+            return "skipped"
+        body = self.bodies.get(run.program_hash)
+        if body is None:
+            return self._finish(
+                attempt,
+                "failed",
+                error={
+                    "code": "program.missing",
+                    "message": f"the program body {run.program_hash[:12]}… is not in the store",
+                },
+            )
+        ir = compile_program(Program.model_validate(body))
+        completed = self.store.checkpoints(claim.run_id)
+        if completed:
+            self.store.append_event(claim, "run.resumed", {"steps": sorted(completed)})
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            if attempt.lost.is_set():
+                raise LeaseLost(claim.run_id, claim.attempt)
+            if kind == "step.started" and self.store.is_cancel_requested(claim.run_id):
+                raise RunError("run.cancelled", "the run was cancelled")
+            if kind == "step.finished" and data.get("branch") is None:
+                self.store.checkpoint(
+                    claim,
+                    data["step"],
+                    {
+                        "value": data.get("value"),
+                        "text": data.get("text"),
+                        "skipped": bool(data.get("skipped")),
+                    },
+                )
+            self.store.append_event(claim, kind, _event_data(kind, data))
+
+        result = execute(ir, run.inputs, self.endpoint, on_event=on_event, completed=completed)
+        if result.ok:
+            return self._finish(
+                attempt,
+                "succeeded",
+                output={
+                    "output": result.output,
+                    "steps": result.steps,
+                    "trace": [vars(t) for t in result.trace],
+                    "usage": result.usage,
+                },
+            )
+        error = result.error or {"code": "internal", "message": "no error recorded"}
+        status = "cancelled" if error.get("code") == "run.cancelled" else "failed"
+        return self._finish(attempt, status, error=error)
+
+    def _finish(
+        self, attempt: _Attempt, status: str, *, output: Any = None, error: Any = None
+    ) -> str:
+        written = self.store.finish(attempt.claim, status=status, output=output, error=error)  # type: ignore[arg-type]
+        return status if written else "already_finished"
+
+
+def _event_data(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind != "step.finished":
+        return data
+    trace = data.get("trace") or {}
+    return {
+        "step": data.get("step"),
+        "branch": data.get("branch"),
+        "status": trace.get("status"),
+        "value": data.get("value"),
+        "usage": {k: trace.get(k) for k in ("prompt_tokens", "cached_tokens", "completion_tokens")},
+        "attempts": trace.get("attempts"),
+        "latency_s": trace.get("latency_s"),
+    }
