@@ -100,6 +100,24 @@ def _serve_engine(args: argparse.Namespace, *, banner: bool) -> int:
     return 0
 
 
+def _serve_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sgflow.logs import setup_logging
+
+    setup_logging(args.log_level)
+    uvicorn.run(
+        "sgflow.service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sgflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sgflow {__version__}")
@@ -108,8 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_engine = sub.add_parser("engine", help="serve SGLang's native API on llama.cpp (CPU)")
     _add_engine_args(p_engine, port=30000)
 
-    p_up = sub.add_parser("up", help="everything on one machine (today: the embedded engine)")
-    _add_engine_args(p_up, port=30000)
+    from sgflow import up as up_cmd
+
+    up_cmd.add_parser(sub)
+    p_serve = sub.add_parser("serve", help="the REST API (uvicorn[standard])")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    p_serve.add_argument("--log-level", default="info")
 
     from sgflow.programs import cli as programs_cli
 
@@ -117,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sgflow.grammars import cli as grammars_cli
 
     grammars_cli.add_parser(sub)
+    from sgflow.service import keys_cli
+
+    keys_cli.add_parser(sub)
     p_schema = sub.add_parser("schema", help="print the JSON Schema of the program format")
     p_schema.add_argument("--write", action="store_true", help="write programs/program.schema.json")
 
@@ -133,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "engine":
         return _serve_engine(args, banner=False)
     if args.command == "up":
-        return _serve_engine(args, banner=True)
+        return up_cmd.run(args)
+    if args.command == "serve":
+        return _serve_api(args)
+    if args.command == "keys":
+        return keys_cli.run(args)
     if args.command == "worker":
         from sgflow.workers.celery_app import QUEUE
         from sgflow.workers.tasks import app as celery_app

@@ -123,7 +123,7 @@ def check_gen(gen: Gen, *, base_dir: str | None = None) -> list[GrammarError]:
         constraint = resolve_gen(gen, base_dir=base_dir)
     except GrammarError as err:
         if err.code == "grammar.unknown_name":
-            err.pointer = "/grammar"
+            return [GrammarError(err.code, "/grammar", err.message, err.hint, limit=err.limit)]
         return [err]
     spec = spec_of(constraint)
     if spec is None:
@@ -131,7 +131,8 @@ def check_gen(gen: Gen, *, base_dir: str | None = None) -> list[GrammarError]:
     prefix = {"regex": "/regex", "ebnf": "/ebnf", "json_schema": "/json_schema"}[constraint.kind]
     if gen.grammar is not None:
         prefix = "/grammar"
-    errors = check(spec)
-    for problem in errors:
-        problem.pointer = prefix + problem.pointer
-    return errors
+    # the grammar package caches its errors: build new ones instead of moving their pointers
+    return [
+        GrammarError(e.code, prefix + e.pointer, e.message, e.hint, limit=e.limit)
+        for e in check(spec)
+    ]

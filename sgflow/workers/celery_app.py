@@ -16,9 +16,15 @@ from typing import Any
 
 from celery import Celery
 
-__all__ = ["QUEUE", "TASK_RUN", "make_celery"]
+__all__ = ["QUEUE", "TASK_RUN", "make_celery", "queue_name"]
 
-QUEUE = os.environ.get("SGFLOW_QUEUE", "sgflow.runs")
+
+def queue_name(prefix: str) -> str:
+    """The Celery queue of a deployment: its key prefix + ``runs`` (``sgflow:runs``)."""
+    return f"{prefix}runs"
+
+
+QUEUE = queue_name(os.environ.get("SGFLOW_PREFIX", "sgflow:"))
 TASK_RUN = "sgflow.run"
 
 

@@ -20,7 +20,7 @@ import redis
 
 from sgflow.programs.checker import parse_program
 from sgflow.programs.compiler import program_hash
-from sgflow.workers.celery_app import TASK_RUN, make_celery
+from sgflow.workers.celery_app import TASK_RUN, make_celery, queue_name
 from sgflow.workers.records import Run
 from sgflow.workers.runner import ProgramBodies
 from sgflow.workers.store import RunStore
@@ -38,7 +38,7 @@ class Cluster:
     def __init__(self, engine_url: str) -> None:
         self.tag = uuid.uuid4().hex[:8]
         self.prefix = f"sgflow-test-{self.tag}:"
-        self.queue = f"sgflow-test-{self.tag}"
+        self.queue = queue_name(self.prefix)
         self.redis = redis.Redis.from_url(REDIS_URL)
         self.store = RunStore(self.redis, prefix=self.prefix, lease_s=LEASE_S, max_attempts=3)
         self.bodies = ProgramBodies(self.redis, prefix=self.prefix)
@@ -48,7 +48,6 @@ class Cluster:
             "REDIS_URL": REDIS_URL,
             "SGFLOW_ENGINE_URL": engine_url,
             "SGFLOW_PREFIX": self.prefix,
-            "SGFLOW_QUEUE": self.queue,
             "SGFLOW_LEASE_S": str(LEASE_S),
             "SGFLOW_HARD_TIME_LIMIT_S": "600",
         }

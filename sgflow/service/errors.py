@@ -1,0 +1,221 @@
+"""Errors the service answers with, and the one set of handlers that shapes every error body.
+
+Every error has the same body; its five keys are always present (``null`` where they do not
+apply), and a few errors add more (``errors`` on 422s, ``request_id`` on 500s)::
+
+    {"error": {"code": "program.version_exists", "message": "…", "field": "/version",
+               "limit": null, "hint": "bump `version` …"}}
+
+``code`` is stable: clients branch on it. ``field`` is a JSON pointer into the request body
+(``""`` is the whole body); a query, path or header parameter is named ``query:limit``,
+``path:version``, ``header:idempotency-key``. ``limit`` is the limit that was exceeded.
+
+Codes (status):
+
+- ``request.invalid`` (422): the request does not match the endpoint's schema; ``errors``
+  lists every invalid field
+- ``request.malformed_json`` (400): the body is not JSON
+- ``limit.request_size`` (413): the body is larger than ``max_request_bytes``
+- ``auth.missing``, ``auth.invalid`` (401, with ``WWW-Authenticate: Bearer``)
+- ``route.not_found`` (404), ``route.method_not_allowed`` (405)
+- ``program.*``, ``step.*``, ``grammar.*``, ``limit.*``… (422): the static checker's codes
+  for an invalid program; ``errors`` lists every problem with its ``line``
+- ``program.not_found`` (404), ``program.version_exists``, ``program.version_deleted`` (409),
+  ``program.deleted`` (410)
+- ``internal`` (500): a bug; logged with its traceback, the client gets the request id only
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "ApiError",
+    "error_response",
+    "install_error_handlers",
+    "internal_error",
+    "loc_to_field",
+    "malformed_json",
+    "request_too_large",
+]
+
+log = logging.getLogger("sgflow.service")
+
+
+class ApiError(Exception):
+    """An error the client caused or must act on; the handlers turn it into its body.
+
+    ``status`` is the HTTP status, ``code`` a stable dotted code, ``message`` a sentence for
+    people. Optional: ``field`` (JSON pointer, default None), ``limit`` (the limit exceeded,
+    default None), ``hint`` (how to fix it, default None), ``headers`` (added to the response,
+    default None), ``extra`` (more keys for the error object, e.g. ``errors``, default None).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        limit: Any = None,
+        hint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.limit = limit
+        self.hint = hint
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def to_body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "field": self.field,
+            "limit": self.limit,
+            "hint": self.hint,
+        }
+        error.update(self.extra)
+        return {"error": error}
+
+
+def error_response(err: ApiError) -> JSONResponse:
+    """The response for ``err``: its status, body and headers."""
+    return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers or None)
+
+
+def request_too_large(limit: int) -> ApiError:
+    """The 413 for a body over ``limit`` bytes (``limit.request_size``)."""
+    return ApiError(
+        413,
+        "limit.request_size",
+        f"the request body is larger than {limit} bytes",
+        limit=limit,
+        hint="send less per request; use a batch (JSONL upload) for many inputs",
+    )
+
+
+def internal_error(request_id: str | None, exc: BaseException, *, dev_mode: bool) -> ApiError:
+    """The 500 for an unexpected exception: the request id, and in development the
+    exception's type and message. Never a traceback."""
+    message = "internal error; report the request id"
+    if dev_mode:
+        message = f"{message} ({type(exc).__name__}: {exc})"
+    return ApiError(500, "internal", message, extra={"request_id": request_id})
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def loc_to_field(loc: Sequence[Any]) -> str:
+    """A pydantic error location as our ``field``: ``("body", "a", 0)`` → ``/a/0``,
+    ``("query", "limit")`` → ``query:limit``."""
+    if not loc:
+        return ""
+    where, rest = str(loc[0]), [str(p) for p in loc[1:]]
+    if where == "body":
+        return "".join(f"/{_escape(p)}" for p in rest)
+    return f"{where}:{'/'.join(rest)}" if rest else where
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if bad_json is not None:
+        reason = (bad_json.get("ctx") or {}).get("error", "JSON decode error")
+        return error_response(malformed_json(f"{reason} at character {bad_json['loc'][-1]}"))
+    items = [
+        {
+            "code": "request.invalid",
+            "field": loc_to_field(e.get("loc", ())),
+            "message": e.get("msg", "invalid"),
+        }
+        for e in errors
+    ]
+    first = items[0] if items else {"field": "", "message": "invalid request"}
+    summary = "; ".join(f"{i['field'] or '(body)'}: {i['message']}" for i in items[:5])
+    return error_response(
+        ApiError(
+            422,
+            "request.invalid",
+            f"{len(items)} invalid field(s): {summary}",
+            field=first["field"],
+            hint="see /docs for the request schema",
+            extra={"errors": items},
+        )
+    )
+
+
+def malformed_json(detail: str) -> ApiError:
+    """The 400 for a body that is not JSON (``request.malformed_json``)."""
+    return ApiError(
+        400,
+        "request.malformed_json",
+        f"the body is not valid JSON: {detail}",
+        field="",
+        hint="send a JSON document with Content-Type: application/json",
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        err = ApiError(
+            404,
+            "route.not_found",
+            f"no route {request.method} {request.url.path}",
+            hint="see /docs for the API",
+            headers=headers,
+        )
+    elif exc.status_code == 405:
+        err = ApiError(
+            405,
+            "route.method_not_allowed",
+            f"{request.method} is not allowed on {request.url.path}",
+            hint="see /docs for the methods of this path",
+            headers=headers,
+        )
+    else:
+        err = ApiError(exc.status_code, f"http.{exc.status_code}", str(exc.detail), headers=headers)
+    return error_response(err)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # reached only when RequestContextMiddleware is not installed (it catches these first)
+    request_id = getattr(request.state, "request_id", None)
+    log.exception("unhandled error", exc_info=exc, extra={"request_id": request_id})
+    dev_mode = bool(getattr(getattr(request.app.state, "settings", None), "dev_mode", False))
+    return error_response(internal_error(request_id, exc, dev_mode=dev_mode))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers for :class:`ApiError`, request validation (422
+    ``request.invalid`` with every field, or 400 ``request.malformed_json``), routing and
+    other HTTP errors, and unexpected exceptions (500 ``internal``). Oversized bodies are
+    refused by :class:`sgflow.service.middleware.BodySizeLimitMiddleware` with
+    :func:`request_too_large`."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

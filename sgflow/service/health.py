@@ -1,0 +1,134 @@
+"""``/healthz`` (the process is up) and ``/readyz`` (it can serve: every ready check passes).
+
+Readiness is the list of :class:`ReadyCheck` on ``app.state.ready_checks``: a name and an
+async probe returning ``(ok, detail)``. ``create_app`` installs :func:`redis_check` and
+:func:`engines_check`; other parts of the service append theirs (workers: "at least one
+worker is consuming"), e.g. ``app.state.ready_checks.append(ReadyCheck("workers", probe))``.
+Checks run concurrently; a probe that raises or overruns ``CHECK_TIMEOUT_S`` (3 s) fails
+with the reason as its detail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import anyio
+import httpx
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+__all__ = [
+    "CHECK_TIMEOUT_S",
+    "CheckResult",
+    "Probe",
+    "ReadyCheck",
+    "engines_check",
+    "redis_check",
+    "router",
+]
+
+CHECK_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """``name`` of the dependency, ``ok``, and ``detail`` saying what was seen."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+Probe = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """A named readiness probe; the probe returns ``(ok, detail)`` or raises (not ok)."""
+
+    name: str
+    probe: Probe
+
+
+router = APIRouter(tags=["health"])
+
+
+def redis_check(client: redis.Redis, *, timeout_s: float = 1.0) -> ReadyCheck:
+    """PING the service's Redis (``timeout_s`` default 1)."""
+
+    async def probe() -> tuple[bool, str]:
+        with anyio.fail_after(timeout_s):
+            await anyio.to_thread.run_sync(client.ping, abandon_on_cancel=True)
+        return True, "PONG"
+
+    return ReadyCheck("redis", probe)
+
+
+def engines_check(urls: Sequence[str], *, timeout_s: float = 1.0) -> ReadyCheck:
+    """``GET <url>/health`` on every engine (``timeout_s`` default 1 each, concurrently).
+    Passes when at least one answers 200: one replica down degrades, it does not take the
+    API out of rotation. The detail names each engine's state."""
+
+    async def one(client: httpx.AsyncClient, url: str) -> tuple[str, bool, str]:
+        try:
+            response = await client.get(f"{url}/health")
+        except httpx.HTTPError as exc:
+            return url, False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return url, response.status_code == 200, f"HTTP {response.status_code}"
+
+    async def probe() -> tuple[bool, str]:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            states = await asyncio.gather(*(one(client, url) for url in urls))
+        healthy = sum(ok for _, ok, _ in states)
+        detail = f"{healthy} of {len(states)} healthy; " + "; ".join(
+            f"{url}: {'ok' if ok else what}" for url, ok, what in states
+        )
+        return healthy > 0, detail
+
+    return ReadyCheck("engines", probe)
+
+
+async def _run(check: ReadyCheck) -> CheckResult:
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_S):
+            ok, detail = await check.probe()
+    except TimeoutError:
+        return CheckResult(check.name, False, "timed out")
+    except Exception as exc:  # a failing dependency is a result here, not an error
+        return CheckResult(check.name, False, f"{type(exc).__name__}: {exc}")
+    return CheckResult(check.name, ok, detail)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is up (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    responses={503: {"description": "a check failed; `failing` names it"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Every ready check: 200 ``{"status": "ready"}`` or 503 ``{"status": "unavailable",
+    "failing": [names]}``, with each check's result."""
+    checks: list[ReadyCheck] = request.app.state.ready_checks
+    results = await asyncio.gather(*(_run(c) for c in checks))
+    failing = [r.name for r in results if not r.ok]
+    body: dict[str, object] = {
+        "status": "unavailable" if failing else "ready",
+        "failing": failing,
+        "checks": [asdict(r) for r in results],
+    }
+    if failing:
+        body["error"] = {
+            "code": "service.not_ready",
+            "message": "not ready: " + ", ".join(failing),
+            "field": None,
+            "limit": None,
+            "hint": "see `checks` for what each dependency answered",
+        }
+    return JSONResponse(body, status_code=503 if failing else 200)

@@ -1,0 +1,12 @@
+"""The ``/v1`` routers, one module per resource; :data:`api_router` mounts them all."""
+
+from fastapi import APIRouter
+
+from sgflow.service.routes import extract, programs, runs
+
+__all__ = ["api_router"]
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(programs.router)
+api_router.include_router(runs.router)
+api_router.include_router(extract.router)

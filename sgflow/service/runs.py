@@ -1,0 +1,236 @@
+"""Submitting runs: resolve the program, check the inputs, store the run, then enqueue it.
+
+The order is what makes "accepted is never lost" hold: the run record and the program body
+are in Redis before the 202 answer, and the Celery message is only a hint to start (a lost
+message is re-sent by the workers' reaper). An ``Idempotency-Key`` maps, per tenant, to the
+run created for it and the hash of the request body: the same key and body answer the same
+run, the same key with another body a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from sgflow.programs.checker import check_program
+from sgflow.programs.compiler import program_hash
+from sgflow.programs.executor import validation_errors
+from sgflow.programs.model import Program
+from sgflow.service.auth import Tenant
+from sgflow.service.deps import resolve_program_ref
+from sgflow.service.errors import ApiError
+from sgflow.service.program_store import ProgramStore
+from sgflow.workers.celery_app import TASK_RUN, queue_name
+from sgflow.workers.records import Run
+from sgflow.workers.runner import ProgramBodies
+from sgflow.workers.store import RunStore
+
+__all__ = ["RunSubmitter", "Submitted", "run_view"]
+
+_IDEMPOTENCY_TTL_S = 24 * 3600
+_ACTIVE = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    run: Run
+    created: bool
+
+
+class RunSubmitter:
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        bodies: ProgramBodies,
+        programs: ProgramStore,
+        celery: Celery,
+        max_active_runs: int,
+    ) -> None:
+        self.store = store
+        self.bodies = bodies
+        self.programs = programs
+        self.celery = celery
+        self.max_active_runs = max_active_runs
+
+    def submit(
+        self,
+        tenant: Tenant,
+        body: Any,
+        *,
+        idempotency_key: str | None = None,
+        parent: str | None = None,
+    ) -> Submitted:
+        """Create and enqueue a run from a ``POST /v1/runs`` body. Raises :class:`ApiError`:
+        422 for a bad body, program or inputs (with JSON pointers), 404/410 for a program
+        reference, 409 for a reused idempotency key, 429 past the tenant's active runs."""
+        if not isinstance(body, dict):
+            raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
+        unknown = sorted(set(body) - {"program", "inputs", "priority"})
+        if unknown:
+            raise ApiError(
+                422, "request.invalid", f"unknown field `{unknown[0]}`", field=f"/{unknown[0]}"
+            )
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if idempotency_key is not None:
+            existing = self._idempotent(tenant, idempotency_key, digest)
+            if existing is not None:
+                return Submitted(existing, created=False)
+        program, label = self._program(tenant, body.get("program"))
+        inputs = body.get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise ApiError(422, "request.invalid", "`inputs` must be an object", field="/inputs")
+        problems = validation_errors(inputs, program.inputs, limit=20)
+        if problems:
+            first = problems[0]
+            raise ApiError(
+                422,
+                "input.invalid",
+                f"inputs{first['pointer']}: {first['message']}",
+                field="/inputs" + (first["pointer"] if first["pointer"] != "/" else ""),
+                extra={
+                    "errors": [
+                        {"field": "/inputs" + p["pointer"].rstrip("/"), "message": p["message"]}
+                        for p in problems
+                    ]
+                },
+            )
+        priority = body.get("priority", 0)
+        if not isinstance(priority, int) or not 0 <= priority <= 9:
+            raise ApiError(
+                422,
+                "request.invalid",
+                "`priority` must be an integer 0..9",
+                field="/priority",
+                limit=9,
+            )
+        self._check_capacity(tenant)
+        phash = program_hash(program)
+        self.bodies.put(phash, program.model_dump(mode="json", by_alias=True, exclude_none=True))
+        run_id = uuid.uuid4().hex
+        if idempotency_key is not None and not self._claim_key(
+            tenant, idempotency_key, digest, run_id
+        ):
+            existing = self._idempotent(tenant, idempotency_key, digest)
+            if existing is not None:
+                return Submitted(existing, created=False)
+        run = self.store.create(
+            run_id=run_id,
+            tenant=tenant.name,
+            program=label,
+            program_hash=phash,
+            inputs=inputs,
+            parent=parent,
+            priority=priority,
+        )
+        self.enqueue(run_id, priority=priority)
+        return Submitted(run, created=True)
+
+    def enqueue(self, run_id: str, *, priority: int = 0) -> None:
+        self.celery.send_task(
+            TASK_RUN, args=[run_id], queue=queue_name(self.store.keys.prefix), priority=priority
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
+        if isinstance(ref, str):
+            stored = resolve_program_ref(self.programs, tenant, ref)
+            return Program.model_validate(stored.program), stored.ref
+        if isinstance(ref, dict):
+            errors = check_program(ref)
+            if errors:
+                first = errors[0]
+                raise ApiError(
+                    422,
+                    errors[0].code,
+                    first.message,
+                    field="/program" + first.pointer,
+                    hint=first.hint or None,
+                    extra={
+                        "errors": [dict(e.to_dict(), field="/program" + e.pointer) for e in errors]
+                    },
+                )
+            return Program.model_validate(ref), "inline"
+        raise ApiError(
+            422,
+            "request.invalid",
+            "`program` is required: `name@version` or an inline program object",
+            field="/program",
+        )
+
+    def _check_capacity(self, tenant: Tenant) -> None:
+        active = 0
+        for status in _ACTIVE:
+            runs, _ = self.store.list_runs(tenant.name, status=status, limit=200)
+            active += len(runs)
+        if active >= self.max_active_runs:
+            raise ApiError(
+                429,
+                "limit.concurrent_runs",
+                f"the tenant has {active} queued or running runs; the limit is "
+                f"{self.max_active_runs}",
+                limit=self.max_active_runs,
+                headers={"Retry-After": "5"},
+                hint="wait for runs to finish, or use POST /v1/batches for bulk work",
+            )
+
+    def _idem_key(self, tenant: Tenant, key: str) -> str:
+        return f"{self.store.keys.prefix}tenant:{tenant.name}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    def _claim_key(self, tenant: Tenant, key: str, digest: str, run_id: str) -> bool:
+        value = json.dumps({"run": run_id, "body": digest})
+        return bool(
+            self.store.redis.set(self._idem_key(tenant, key), value, nx=True, ex=_IDEMPOTENCY_TTL_S)
+        )
+
+    def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
+        if len(key) > 200:
+            raise ApiError(
+                422,
+                "request.invalid",
+                "Idempotency-Key is longer than 200 characters",
+                field="Idempotency-Key",
+                limit=200,
+            )
+        raw = self.store.redis.get(self._idem_key(tenant, key))
+        if raw is None:
+            return None
+        saved = json.loads(raw)
+        if saved["body"] != digest:
+            raise ApiError(
+                409,
+                "idempotency.conflict",
+                "this Idempotency-Key was used with a different request body",
+                field="Idempotency-Key",
+                hint="use a new key for a new request",
+            )
+        return self.store.get(saved["run"], tenant=tenant.name)
+
+
+def run_view(run: Run, *, base_url: str = "/v1") -> dict[str, Any]:
+    """The public JSON of a run."""
+    result = run.output if isinstance(run.output, dict) else {}
+    return {
+        "id": run.id,
+        "object": "run",
+        "status": run.status,
+        "program": run.program,
+        "attempt": run.attempt,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "output": result.get("output"),
+        "steps": result.get("steps"),
+        "trace": result.get("trace"),
+        "usage": result.get("usage"),
+        "error": run.error,
+        "batch": run.parent,
+        "status_url": f"{base_url}/runs/{run.id}",
+        "events_url": f"{base_url}/runs/{run.id}/events",
+    }
