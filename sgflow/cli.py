@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from sgflow import __version__
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
@@ -118,7 +118,8 @@ def _serve_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sgflow`` parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="sgflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"sgflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sgflow.service import keys_cli
 
     keys_cli.add_parser(sub)
+    from sgflow.service import client_cli
+
+    client_cli.add_parser(sub)
     p_schema = sub.add_parser("schema", help="print the JSON Schema of the program format")
     p_schema.add_argument("--write", action="store_true", help="write programs/program.schema.json")
 
@@ -156,6 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_bench.add_argument("--quick", action="store_true", help="fewer repetitions")
     p_bench.add_argument("--out", default="bench-results", help="folder for the JSON results")
 
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sgflow import up as up_cmd
+    from sgflow.grammars import cli as grammars_cli
+    from sgflow.programs import cli as programs_cli
+    from sgflow.service import client_cli, keys_cli
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "engine":
         return _serve_engine(args, banner=False)
@@ -165,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_api(args)
     if args.command == "keys":
         return keys_cli.run(args)
+    if args.command in client_cli.COMMANDS:
+        return client_cli.run(args)
     if args.command == "worker":
         from sgflow.workers.celery_app import QUEUE
         from sgflow.workers.tasks import app as celery_app

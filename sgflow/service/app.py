@@ -13,12 +13,15 @@ from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI
+from prometheus_client.registry import CollectorRegistry
 
 from sgflow import __version__
 from sgflow.service.errors import install_error_handlers
-from sgflow.service.health import engines_check, redis_check
+from sgflow.service.health import engines_check, redis_check, workers_check
 from sgflow.service.health import router as health_router
 from sgflow.service.keys import KeyStore
+from sgflow.service.metrics import SgflowCollector
+from sgflow.service.metrics import router as metrics_router
 from sgflow.service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sgflow.service.program_store import ProgramStore
 from sgflow.service.routes import api_router
@@ -95,11 +98,19 @@ def create_app(
     app.state.ready_checks = [
         redis_check(client),
         engines_check(settings.engine_urls, timeout_s=settings.engine_health_timeout_s),
+        workers_check(client, prefix=settings.redis_prefix),
     ]
+    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    app.state.metrics_registry.register(
+        SgflowCollector(
+            app.state.runs, settings.engine_urls, engine_timeout_s=settings.engine_health_timeout_s
+        )
+    )
     install_error_handlers(app)
     # the last added runs first: request ids and the catch-all wrap the size limit
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware, dev_mode=settings.dev_mode)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(api_router)
     return app

@@ -1,9 +1,8 @@
 """``/healthz`` (the process is up) and ``/readyz`` (it can serve: every ready check passes).
 
 Readiness is the list of :class:`ReadyCheck` on ``app.state.ready_checks``: a name and an
-async probe returning ``(ok, detail)``. ``create_app`` installs :func:`redis_check` and
-:func:`engines_check`; other parts of the service append theirs (workers: "at least one
-worker is consuming"), e.g. ``app.state.ready_checks.append(ReadyCheck("workers", probe))``.
+async probe returning ``(ok, detail)``. ``create_app`` installs :func:`redis_check`,
+:func:`engines_check` and :func:`workers_check`; other parts of the service may append theirs, e.g. ``app.state.ready_checks.append(ReadyCheck("workers", probe))``.
 Checks run concurrently; a probe that raises or overruns ``CHECK_TIMEOUT_S`` (3 s) fails
 with the reason as its detail.
 """
@@ -28,6 +27,7 @@ __all__ = [
     "engines_check",
     "redis_check",
     "router",
+    "workers_check",
 ]
 
 CHECK_TIMEOUT_S = 3.0
@@ -132,3 +132,24 @@ async def readyz(request: Request) -> JSONResponse:
             "hint": "see `checks` for what each dependency answered",
         }
     return JSONResponse(body, status_code=503 if failing else 200)
+
+
+def workers_check(client: redis.Redis, *, prefix: str = "sgflow:") -> ReadyCheck:
+    """At least one worker announced itself recently: a ``<prefix>workers:*`` key exists
+    (each worker's reaper loop sets its own with a TTL of 3 reaper intervals)."""
+
+    def find() -> list[str]:
+        found = []
+        for key in client.scan_iter(match=f"{prefix}workers:*", count=1000):
+            found.append(key.decode() if isinstance(key, bytes) else str(key))
+            if len(found) >= 20:
+                break
+        return found
+
+    async def probe() -> tuple[bool, str]:
+        found = await anyio.to_thread.run_sync(find, abandon_on_cancel=True)
+        if not found:
+            return False, "no worker announced itself (start one: `sgflow worker`)"
+        return True, f"{len(found)}{'+' if len(found) >= 20 else ''} alive"
+
+    return ReadyCheck("workers", probe)

@@ -65,10 +65,13 @@ class RunSubmitter:
         *,
         idempotency_key: str | None = None,
         parent: str | None = None,
+        limit_active: bool = True,
     ) -> Submitted:
         """Create and enqueue a run from a ``POST /v1/runs`` body. Raises :class:`ApiError`:
         422 for a bad body, program or inputs (with JSON pointers), 404/410 for a program
-        reference, 409 for a reused idempotency key, 429 past the tenant's active runs."""
+        reference, 409 for a reused idempotency key, 429 past the tenant's active runs
+        (unless ``limit_active`` is False, default True: batch lines are admitted by the batch
+        size limit instead)."""
         if not isinstance(body, dict):
             raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
         unknown = sorted(set(body) - {"program", "inputs", "priority"})
@@ -109,7 +112,8 @@ class RunSubmitter:
                 field="/priority",
                 limit=9,
             )
-        self._check_capacity(tenant)
+        if limit_active:
+            self._check_capacity(tenant)
         phash = program_hash(program)
         self.bodies.put(phash, program.model_dump(mode="json", by_alias=True, exclude_none=True))
         run_id = uuid.uuid4().hex
@@ -128,6 +132,7 @@ class RunSubmitter:
             parent=parent,
             priority=priority,
         )
+        self.store.stats.run_submitted()
         self.enqueue(run_id, priority=priority)
         return Submitted(run, created=True)
 
@@ -135,6 +140,11 @@ class RunSubmitter:
         self.celery.send_task(
             TASK_RUN, args=[run_id], queue=queue_name(self.store.keys.prefix), priority=priority
         )
+
+    def resolve_program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
+        """The program a body's ``program`` names and its label (``name@version`` or
+        ``"inline"``); raises :class:`ApiError` as :meth:`submit` does."""
+        return self._program(tenant, ref)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -168,7 +178,7 @@ class RunSubmitter:
         active = 0
         for status in _ACTIVE:
             runs, _ = self.store.list_runs(tenant.name, status=status, limit=200)
-            active += len(runs)
+            active += sum(1 for r in runs if r.parent is None)  # batch lines do not count
         if active >= self.max_active_runs:
             raise ApiError(
                 429,

@@ -34,8 +34,10 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = Field(
         default="sgflow:",
+        validation_alias=AliasChoices("SGFLOW_REDIS_PREFIX", "SGFLOW_PREFIX", "redis_prefix"),
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
-        description="prefix of every Redis key the service writes; default `sgflow:`",
+        description="prefix of every Redis key the service writes (also `SGFLOW_PREFIX`, the "
+        "name the workers read); default `sgflow:`",
     )
     engine_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:30000"],

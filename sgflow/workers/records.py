@@ -15,6 +15,9 @@ Keys, under the store's ``prefix`` (default ``sgflow:``):
 ``batch:<id>:lines``   hash         run id → final status, written once per line (HSETNX)
 ``batch:<id>:counts``  hash         ``completed``, ``failed``: bumped in the script that writes
                                     the line, so they always add up to the lines written
+``workers:<worker>``   string       a live worker, set by its reaper loop with a TTL
+``metrics:runs``       hash         run counters for ``/metrics`` (:mod:`sgflow.workers.stats`)
+``metrics:steps``      hash         step counters for ``/metrics`` (:mod:`sgflow.workers.stats`)
 ====================== ============ ===========================================================
 
 A finished run's three ``run:<id>*`` keys expire ``result_ttl_s`` after it finished; the
@@ -140,6 +143,10 @@ class Keys:
 
     def tenant_runs(self, tenant: str) -> str:
         return f"{self.prefix}tenant:{tenant}:runs"
+
+    def worker(self, worker_id: str) -> str:
+        """A live worker's presence key (set with a TTL by its reaper loop)."""
+        return f"{self.prefix}workers:{worker_id}"
 
     def batch_lines(self, batch_id: str) -> str:
         return f"{self.prefix}batch:{batch_id}:lines"

@@ -146,7 +146,10 @@ class Runner:
                         "skipped": bool(data.get("skipped")),
                     },
                 )
-            self.store.append_event(claim, kind, _event_data(kind, data))
+            event = _event_data(kind, data)
+            self.store.append_event(claim, kind, event)
+            if kind == "step.finished" and data.get("branch") is None:
+                self.store.stats.step_finished(event["latency_s"], event["usage"])
 
         result = execute(ir, run.inputs, self.endpoint, on_event=on_event, completed=completed)
         if result.ok:

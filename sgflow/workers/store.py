@@ -35,6 +35,7 @@ from sgflow.workers.records import (
     Run,
 )
 from sgflow.workers.records import as_str as _s
+from sgflow.workers.stats import Stats
 
 __all__ = ["Event", "RunStore"]
 
@@ -68,6 +69,7 @@ class RunStore:
             raise ValueError("lease_s, max_attempts, result_ttl_s, events_maxlen must be > 0")
         self.redis = redis_client
         self.keys = Keys(prefix)
+        self.stats = Stats(redis_client, prefix=prefix)
         self.lease_s = float(lease_s)
         self.max_attempts = max_attempts
         self.result_ttl_s = int(result_ttl_s)
@@ -158,6 +160,8 @@ class RunStore:
         outcome = _s(outcome)
         if outcome == "not_found":
             raise RunNotFound(run_id)
+        if outcome in ("cancelled", "max_attempts"):
+            self.stats.run_finished("cancelled" if outcome == "cancelled" else "failed")
         return Claim(run_id, int(attempt)) if outcome == "claimed" else None
 
     def heartbeat(self, claim: Claim) -> bool:
@@ -202,6 +206,8 @@ class RunStore:
         )
         if outcome == "not_found":
             raise RunNotFound(claim.run_id)
+        if outcome == "ok":
+            self.stats.run_finished(status)
         return outcome == "ok"
 
     def request_cancel(self, run_id: str) -> str:
@@ -217,6 +223,8 @@ class RunStore:
         )
         if outcome == "not_found":
             raise RunNotFound(run_id)
+        if outcome == "cancelled":
+            self.stats.run_finished("cancelled")
         return outcome
 
     def is_cancel_requested(self, run_id: str) -> bool:
@@ -355,6 +363,8 @@ class RunStore:
             )
             if outcome != "skipped":
                 done.append((run_id, outcome))
+            if outcome in ("failed", "cancelled"):
+                self.stats.run_finished(outcome)
         return done
 
     # -- batches --------------------------------------------------------------------------------

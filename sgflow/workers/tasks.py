@@ -21,7 +21,7 @@ from sgflow.workers.celery_app import TASK_RUN, make_celery, worker_id
 from sgflow.workers.runner import ProgramBodies, Runner
 from sgflow.workers.store import RunStore
 
-__all__ = ["app", "enqueue", "reap_once", "run_task"]
+__all__ = ["announce", "app", "enqueue", "reap_once", "run_task"]
 
 log = logging.getLogger("sgflow.workers.tasks")
 
@@ -66,8 +66,10 @@ def _start_reaper(**_: Any) -> None:
 
     def loop() -> None:
         interval = max(1.0, _runner().store.lease_s / 2)
+        announce(interval)
         while not _reaper_stop.wait(interval):
             try:
+                announce(interval)
                 for run_id, outcome in reap_once():
                     log.warning("reaped run", extra={"run_id": run_id, "outcome": outcome})
             except Exception:
@@ -79,6 +81,14 @@ def _start_reaper(**_: Any) -> None:
 @worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _stop_reaper(**_: Any) -> None:
     _reaper_stop.set()
+
+
+def announce(interval_s: float) -> None:
+    """Mark this worker alive: ``<prefix>workers:<worker id>`` with a TTL of 3 reaper
+    intervals, which ``/readyz`` looks for."""
+    store = _runner().store
+    key = store.keys.worker(worker_id())
+    store.redis.set(key, repr(store.clock()), px=int(3 * interval_s * 1000))
 
 
 def enqueue(run_id: str, *, priority: int = 0) -> None:

@@ -11,6 +11,7 @@ import sgflow.service
 MODULES = [
     "app",
     "auth",
+    "batches",
     "deps",
     "errors",
     "health",
@@ -20,6 +21,7 @@ MODULES = [
     "models",
     "program_store",
     "routes",
+    "routes.batches",
     "routes.programs",
     "settings",
 ]

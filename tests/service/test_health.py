@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -18,12 +20,21 @@ def test_healthz(anon: httpx.Client) -> None:
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
-def test_readyz_ready(anon: httpx.Client, engine_url: str) -> None:
+@pytest.fixture
+def worker_alive(redis_client: redis.Redis, prefix: str) -> Iterator[None]:
+    """A worker's presence key, as its reaper loop writes it."""
+    key = f"{prefix}workers:test-host:1"
+    redis_client.set(key, "1", ex=60)
+    yield
+    redis_client.delete(key)
+
+
+def test_readyz_ready(anon: httpx.Client, engine_url: str, worker_alive: None) -> None:
     r = anon.get("/readyz")
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
-    assert [c["name"] for c in body["checks"]] == ["redis", "engines"]
+    assert [c["name"] for c in body["checks"]] == ["redis", "engines", "workers"]
     assert f"{engine_url}: ok" in body["checks"][1]["detail"]
 
 
@@ -33,7 +44,9 @@ def _readyz(app_settings: Settings, client: redis.Redis, *extra: ReadyCheck) -> 
     return TestClient(app).get("/readyz")
 
 
-def test_readyz_names_an_unreachable_engine(settings: Settings, redis_client: redis.Redis) -> None:
+def test_readyz_names_an_unreachable_engine(
+    settings: Settings, redis_client: redis.Redis, worker_alive: None
+) -> None:
     dead = "http://127.0.0.1:9"
     r = _readyz(settings.model_copy(update={"engine_urls": [dead]}), redis_client)
     assert r.status_code == 503
@@ -46,7 +59,7 @@ def test_readyz_names_an_unreachable_engine(settings: Settings, redis_client: re
 
 
 def test_readyz_one_engine_of_two_is_enough(
-    settings: Settings, redis_client: redis.Redis, engine_url: str
+    settings: Settings, redis_client: redis.Redis, engine_url: str, worker_alive: None
 ) -> None:
     update = {"engine_urls": ["http://127.0.0.1:9", engine_url]}
     r = _readyz(settings.model_copy(update=update), redis_client)
@@ -58,23 +71,23 @@ def test_readyz_names_unreachable_redis(settings: Settings) -> None:
     dead = redis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
     r = _readyz(settings, dead)
     assert r.status_code == 503
-    assert r.json()["failing"] == ["redis"]
+    assert r.json()["failing"] == ["redis", "workers"]  # workers are found through Redis
 
 
-def test_readyz_runs_added_checks(settings: Settings, redis_client: redis.Redis) -> None:
-    async def no_workers() -> tuple[bool, str]:
-        return False, "0 workers consuming"
+def test_readyz_runs_added_checks(
+    settings: Settings, redis_client: redis.Redis, worker_alive: None
+) -> None:
+    async def no_queue() -> tuple[bool, str]:
+        return False, "0 queues"
 
     async def broken() -> tuple[bool, str]:
         raise RuntimeError("cannot ask")
 
-    r = _readyz(
-        settings, redis_client, ReadyCheck("workers", no_workers), ReadyCheck("other", broken)
-    )
+    r = _readyz(settings, redis_client, ReadyCheck("queue", no_queue), ReadyCheck("other", broken))
     assert r.status_code == 503
     body = r.json()
-    assert body["failing"] == ["workers", "other"]
-    assert body["checks"][3]["detail"] == "RuntimeError: cannot ask"
+    assert body["failing"] == ["queue", "other"]
+    assert body["checks"][4]["detail"] == "RuntimeError: cannot ask"
 
 
 def test_openapi_documents_the_api(anon: httpx.Client) -> None:

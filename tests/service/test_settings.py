@@ -66,3 +66,11 @@ def test_app_needs_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SGFLOW_REDIS_URL", raising=False)
     with pytest.raises(ValueError, match="no Redis: set REDIS_URL"):
         create_app(Settings())
+
+
+def test_prefix_has_the_workers_name_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SGFLOW_REDIS_PREFIX", raising=False)
+    monkeypatch.setenv("SGFLOW_PREFIX", "prod:")  # what the workers read
+    assert Settings().redis_prefix == "prod:"
+    monkeypatch.setenv("SGFLOW_REDIS_PREFIX", "api:")
+    assert Settings().redis_prefix == "api:"

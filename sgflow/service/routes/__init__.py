@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from sgflow.service.routes import extract, programs, runs
+from sgflow.service.routes import batches, extract, programs, runs
 
 __all__ = ["api_router"]
 
@@ -10,3 +10,4 @@ api_router = APIRouter(prefix="/v1")
 api_router.include_router(programs.router)
 api_router.include_router(runs.router)
 api_router.include_router(extract.router)
+api_router.include_router(batches.router)

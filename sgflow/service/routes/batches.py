@@ -1,0 +1,195 @@
+"""``/v1/batches``: submit many inputs of one program, follow, read results, cancel, list.
+
+Semantics of OpenAI's Batch API; see :mod:`sgflow.service.batches` for the statuses and
+how lines are counted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from sgflow.service.batches import (
+    BatchRecord,
+    BatchStore,
+    batch_view,
+    cancel_batch,
+    refresh_batch,
+    result_rows,
+    submit_batch,
+)
+from sgflow.service.deps import JsonBody, SettingsDep, TenantDep, read_json_body
+from sgflow.service.errors import ApiError, malformed_json
+from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/batches", tags=["batches"])
+
+_NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+_LINE_SCHEMA = {
+    "type": "object",
+    "required": ["custom_id", "inputs"],
+    "properties": {"custom_id": {"type": "string", "minLength": 1}, "inputs": {"type": "object"}},
+}
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["program", "inputs"],
+                    "properties": {
+                        "program": {"oneOf": [{"type": "string"}, {"type": "object"}]},
+                        "inputs": {"type": "array", "items": _LINE_SCHEMA},
+                        "deadline_s": {"type": "number", "exclusiveMinimum": 0},
+                    },
+                }
+            },
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def get_batch_store(store: RunStoreDep) -> BatchStore:
+    return BatchStore(store)
+
+
+BatchStoreDep = Annotated[BatchStore, Depends(get_batch_store)]
+
+
+def get_owned_batch(batch_id: str, tenant: TenantDep, batches: BatchStoreDep) -> BatchRecord:
+    """The caller's batch; another tenant's batch, or none, is a 404 ``batch.not_found``."""
+    record = batches.get(batch_id, tenant=tenant.name) if len(batch_id) <= 64 else None
+    if record is None:
+        raise ApiError(
+            404,
+            "batch.not_found",
+            f"there is no batch {batch_id}",
+            hint="GET /v1/batches lists yours",
+        )
+    return record
+
+
+OwnedBatch = Annotated[BatchRecord, Depends(get_owned_batch)]
+
+
+async def read_batch_body(request: Request) -> JsonBody:
+    """A JSON object, or for a JSONL upload (``Content-Type: application/x-ndjson``) the
+    object ``{"program", "inputs": [lines], "deadline_s"}`` built from the query parameters
+    and the lines. Raises 400 ``request.malformed_json`` naming the bad line."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in _NDJSON:
+        return await read_json_body(request)
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise malformed_json("the body is not UTF-8") from None
+    lines: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise malformed_json(f"line {number}: {exc.msg} at column {exc.colno}") from None
+    data: dict[str, Any] = {"program": request.query_params.get("program"), "inputs": lines}
+    deadline = request.query_params.get("deadline_s")
+    if deadline is not None:
+        try:
+            data["deadline_s"] = float(deadline)
+        except ValueError:
+            raise ApiError(
+                422, "request.invalid", "`deadline_s` must be a number", field="query:deadline_s"
+            ) from None
+    if data["program"] is None:
+        raise ApiError(
+            422,
+            "request.invalid",
+            "a JSONL upload names its program in the `program` query parameter",
+            field="query:program",
+            hint="POST /v1/batches?program=name@version",
+        )
+    return JsonBody(data=data, text=text)
+
+
+BatchBodyDep = Annotated[JsonBody, Depends(read_batch_body)]
+
+
+@router.post("", status_code=202, summary="Submit a batch", openapi_extra=_OPENAPI_BODY)
+def create_batch(
+    body: BatchBodyDep,
+    tenant: TenantDep,
+    submitter: SubmitterDep,
+    batches: BatchStoreDep,
+    settings: SettingsDep,
+) -> JSONResponse:
+    """JSON ``{"program": "name@version" | {inline}, "inputs": [{"custom_id", "inputs"}],
+    "deadline_s": optional}``, or JSONL lines ``{"custom_id", "inputs"}`` with
+    ``?program=name@version``. Every line is validated before any run is created (422 with
+    the line's pointer, e.g. ``/inputs/3/custom_id``); 413 ``limit.batch_size`` past the
+    limit. Answers 202 with the batch."""
+    data = body.data
+    if not isinstance(data, dict):
+        raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
+    unknown = sorted(set(data) - {"program", "inputs", "deadline_s"})
+    if unknown:
+        raise ApiError(
+            422, "request.invalid", f"unknown field `{unknown[0]}`", field=f"/{unknown[0]}"
+        )
+    record = submit_batch(
+        submitter,
+        batches,
+        tenant,
+        program=data.get("program"),
+        items=data.get("inputs"),
+        deadline_s=data.get("deadline_s"),
+        max_lines=settings.max_batch_size,
+    )
+    view = batch_view(record, batches.runs.batch_progress(record.id))
+    return JSONResponse(view, status_code=202, headers={"Location": f"/v1/batches/{record.id}"})
+
+
+@router.get("/{batch_id}", summary="A batch: status and request counts")
+def get_batch(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
+    return batch_view(*refresh_batch(batches, record))
+
+
+@router.get("/{batch_id}/results", summary="A batch's results (JSONL, in input order)")
+def batch_results(record: OwnedBatch, batches: BatchStoreDep) -> StreamingResponse:
+    """One line per input, in input order: ``{"custom_id", "run_id", "status"}`` and
+    ``output`` or ``error: {code, message}``; lines not final are ``in_progress``, lines cut
+    off by the deadline ``expired``. Available while the batch runs."""
+    refresh_batch(batches, record)
+    return StreamingResponse(result_rows(batches, record.id), media_type="application/x-ndjson")
+
+
+@router.post("/{batch_id}/cancel", status_code=202, summary="Cancel a batch")
+def cancel(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
+    """Cancels the lines not final yet; finished lines keep their results. The batch is
+    ``cancelling`` until every line is final, then ``cancelled``."""
+    cancel_batch(batches, record)
+    fresh = batches.get(record.id) or record
+    return batch_view(fresh, batches.runs.batch_progress(record.id))
+
+
+@router.get("", summary="The caller's batches, newest first")
+def list_batches(
+    tenant: TenantDep,
+    batches: BatchStoreDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    records, has_more = batches.list(tenant.name, limit=limit, after=after)
+    data = [batch_view(*refresh_batch(batches, r)) for r in records]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": has_more,
+        "last_id": data[-1]["id"] if data else None,
+    }

@@ -1,0 +1,92 @@
+"""``compose.yaml`` (no docker engine here): it parses, has the production topology, keeps
+Redis durable, every sgflow command in it exists in the CLI, and every process reads the same
+environment."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sgflow.cli import build_parser
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "compose.yaml").read_text()))
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return dict(compose["services"])
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    cmd = service["command"]
+    return list(cmd) if isinstance(cmd, list) else shlex.split(cmd)
+
+
+def test_topology(compose: dict[str, Any]) -> None:
+    s = services(compose)
+    assert set(s) == {"redis", "sglang", "engine", "api", "worker", "flower"}
+    assert s["sglang"]["profiles"] == ["gpu"] and s["engine"]["profiles"] == ["cpu"]
+    assert s["sglang"]["image"].startswith("lmsysorg/sglang")
+    gpu = s["sglang"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+    assert command(s["sglang"])[:3] == ["python", "-m", "sglang.launch_server"]
+    assert s["worker"]["deploy"]["replicas"] >= 1
+    for name in ("engine", "api", "worker", "flower"):
+        assert s[name]["build"] == ".", name
+    assert (ROOT / "Dockerfile").is_file()
+    for name in ("api", "worker", "flower"):
+        assert s[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+def test_redis_is_durable(compose: dict[str, Any]) -> None:
+    redis = services(compose)["redis"]
+    flags = " ".join(command(redis))
+    for flag in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"):
+        assert flag in flags
+    assert any(v.endswith(":/data") for v in redis["volumes"])
+    assert "redis-data" in compose["volumes"]
+
+
+@pytest.mark.parametrize(
+    ("service", "probe"),
+    [("api", "/healthz"), ("engine", "/health"), ("sglang", "/health"), ("redis", "ping")],
+)
+def test_healthchecks(compose: dict[str, Any], service: str, probe: str) -> None:
+    assert probe in " ".join(services(compose)[service]["healthcheck"]["test"])
+
+
+def test_every_sgflow_command_exists_in_the_cli(compose: dict[str, Any]) -> None:
+    parser = build_parser()
+    seen = set()
+    for name, service in services(compose).items():
+        argv = command(service)
+        if argv[0] == "sgflow":
+            args = parser.parse_args(argv[1:])  # exits (fails the test) on an unknown flag
+            seen.add(args.command)
+        elif argv[0] == "celery":
+            assert argv[1:3] == ["-A", "sgflow.workers.tasks"], name
+            import sgflow.workers.tasks as tasks
+
+            assert tasks.app.main == "sgflow"
+    assert seen == {"engine", "serve", "worker"}
+
+
+def test_environment_is_consistent(compose: dict[str, Any]) -> None:
+    s = services(compose)
+    envs = {name: s[name]["environment"] for name in ("api", "worker", "flower")}
+    for name, env in envs.items():
+        assert env["REDIS_URL"] == "redis://redis:6379/0", name
+        assert env["SGFLOW_PREFIX"] == "sgflow:", name
+    api, worker = envs["api"], envs["worker"]
+    # the engine the workers call is one of those the API checks and scrapes
+    assert worker["SGFLOW_ENGINE_URL"] in api["SGFLOW_ENGINE_URLS"].split(",")
+    assert worker["SGFLOW_ENGINE_URL"].endswith("http://engine:30000}")
+    assert len({env["SGFLOW_PREFIX"] for env in envs.values()}) == 1
