@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from sgflow.programs import RunError, SgflowEndpoint, compile_program, execute
+from sgflow.programs import RunError, RunResult, SgflowEndpoint, compile_program, execute
 from sgflow.programs.model import Program
 from sgflow.workers.errors import LeaseLost
 from sgflow.workers.records import Claim
@@ -61,7 +61,10 @@ class Runner:
     """Runs claimed runs against one SGLang endpoint (a server, or a router in front of many).
 
     ``endpoint_factory`` is called lazily and its result reused (``RuntimeEndpoint`` asks the
-    engine for model info when built); ``worker_id`` names this worker in run records.
+    engine for model info when built); ``worker_id`` names this worker in run records. A
+    retryable failure (the engine unreachable or erroring) is retried ``engine_retries``
+    times (default 3) after ``backoff_s`` × 2^n seconds (default 1 s), each time resuming after
+    the checkpointed steps, then the run fails with the engine's error code.
     """
 
     def __init__(
@@ -71,12 +74,16 @@ class Runner:
         *,
         endpoint_factory: Callable[[], SgflowEndpoint],
         worker_id: str,
+        engine_retries: int = 3,
+        backoff_s: float = 1.0,
     ) -> None:
         self.store = store
         self.bodies = bodies
         self._endpoint_factory = endpoint_factory
         self._endpoint: SgflowEndpoint | None = None
         self.worker_id = worker_id
+        self.engine_retries = engine_retries
+        self.backoff_s = backoff_s
 
     @property
     def endpoint(self) -> SgflowEndpoint:
@@ -130,6 +137,31 @@ class Runner:
         completed = self.store.checkpoints(claim.run_id)
         if completed:
             self.store.append_event(claim, "run.resumed", {"steps": sorted(completed)})
+        for retry in range(self.engine_retries + 1):
+            result = self._attempt_once(attempt, ir, run.inputs)
+            error = result.error or {}
+            if result.ok or not error.get("retryable") or retry == self.engine_retries:
+                break
+            delay = self.backoff_s * (2**retry)
+            self.store.append_event(
+                claim,
+                "run.retrying",
+                {
+                    "retry": retry + 1,
+                    "of": self.engine_retries,
+                    "delay_s": delay,
+                    "error": {"code": error.get("code"), "message": error.get("message")},
+                },
+            )
+            if attempt.lost.wait(delay):
+                raise LeaseLost(claim.run_id, claim.attempt)
+        return self._result(attempt, result)
+
+    def _attempt_once(self, attempt: _Attempt, ir: Any, inputs: dict[str, Any]) -> RunResult:
+        """One execution, resuming after every checkpointed step; engine trouble is a
+        retryable ``engine.unavailable`` result rather than an exception."""
+        claim = attempt.claim
+        completed = self.store.checkpoints(claim.run_id)
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if attempt.lost.is_set():
@@ -151,7 +183,26 @@ class Runner:
             if kind == "step.finished" and data.get("branch") is None:
                 self.store.stats.step_finished(event["latency_s"], event["usage"])
 
-        result = execute(ir, run.inputs, self.endpoint, on_event=on_event, completed=completed)
+        try:
+            endpoint = self.endpoint
+        except Exception as exc:  # RuntimeEndpoint asks the engine for its model when built
+            return RunResult(
+                program=ir.name,
+                version=ir.version,
+                ok=False,
+                output=None,
+                steps={},
+                trace=[],
+                usage={},
+                error={
+                    "code": "engine.unavailable",
+                    "retryable": True,
+                    "message": f"the engine cannot be reached: {exc}",
+                },
+            )
+        return execute(ir, inputs, endpoint, on_event=on_event, completed=completed)
+
+    def _result(self, attempt: _Attempt, result: RunResult) -> str:
         if result.ok:
             return self._finish(
                 attempt,
