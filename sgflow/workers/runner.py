@@ -63,7 +63,7 @@ class Runner:
     ``endpoint_factory`` is called lazily and its result reused (``RuntimeEndpoint`` asks the
     engine for model info when built); ``worker_id`` names this worker in run records. A
     retryable failure (the engine unreachable or erroring) is retried ``engine_retries``
-    times (default 3) after ``backoff_s`` × 2^n seconds (default 1 s), each time resuming after
+    times (default 3) after ``backoff_s * 2**n`` seconds (default 1 s), each time resuming after
     the checkpointed steps, then the run fails with the engine's error code.
     """
 
