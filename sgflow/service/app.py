@@ -61,7 +61,7 @@ def create_app(
                 "which runs an embedded one"
             )
         redis_client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_connect_timeout=2
+            settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30
         )
     client = redis_client
 

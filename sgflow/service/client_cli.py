@@ -1,9 +1,11 @@
-"""``sgflow submit``, ``sgflow status``, ``sgflow watch``: the API from the command line.
+"""``sgflow submit``, ``status``, ``watch``, ``batch``: the API from the command line.
+
+A thin layer over :class:`sgflow.client.Client`.
 
 Every command takes ``--api URL`` (default ``$SGFLOW_API_URL``, else
 ``http://127.0.0.1:8000``) and ``--key KEY`` (default ``$SGFLOW_API_KEY``). Exit codes: 0 the
-request (and, when waited for, the run) succeeded; 1 the run failed or was cancelled; 2 a usage
-error, an unreachable API or an error answer, printed as ``error: <code>: <message>``.
+request (and, when waited for, the run or every batch line) succeeded; 1 the run (or a batch
+line) failed or was cancelled; 2 a usage error, an unreachable API or an error answer, printed as ``error: <code>: <message>``.
 """
 
 from __future__ import annotations
@@ -13,18 +15,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from tqdm import tqdm
+
+from sgflow.client import BATCH_FINAL, DEFAULT_API_URL, RUN_FINAL, ApiError, Client
 
 __all__ = ["COMMANDS", "DEFAULT_API_URL", "add_parser", "run"]
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
-COMMANDS = ("submit", "status", "watch")
-_FINAL = ("succeeded", "failed", "cancelled")
+COMMANDS = ("submit", "status", "watch", "batch")
 
 
 class CliError(Exception):
@@ -35,7 +37,7 @@ class CliError(Exception):
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add ``submit``, ``status`` and ``watch`` to the ``sgflow`` parser's subparsers."""
+    """Add :data:`COMMANDS` to the ``sgflow`` parser's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--api",
@@ -63,98 +65,120 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the run as JSON")
     p = subparsers.add_parser("watch", parents=[common], help="follow a run's steps live")
     p.add_argument("run_id")
+    p = subparsers.add_parser("batch", parents=[common], help="run a program over JSONL inputs")
+    p.add_argument("program", help="name@version, or a .yaml/.json file with an inline program")
+    p.add_argument(
+        "--inputs-jsonl",
+        required=True,
+        metavar="FILE",
+        help='lines {"custom_id", "inputs"}; custom_id defaults to line-<n>',
+    )
+    p.add_argument("--out", metavar="FILE", help="write the results JSONL here (default stdout)")
+    p.add_argument("--deadline-s", type=float, help="lines not done by then expire")
+    p.add_argument("--poll-s", type=float, default=0.5, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one of :data:`COMMANDS`; returns the exit code."""
-    headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
     try:
-        with httpx.Client(base_url=args.api, headers=headers, timeout=30) as client:
+        with Client(args.api, args.key or "", timeout=30) as client:
             if args.command == "submit":
                 return _submit(client, args)
             if args.command == "status":
                 return _status(client, args.run_id, as_json=args.json)
+            if args.command == "batch":
+                return _batch(client, args)
             return _watch(client, args.run_id)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
     except httpx.HTTPError as exc:
         print(f"error: cli.unreachable: {args.api}: {exc}", file=sys.stderr)
         return 2
 
 
-def _submit(client: httpx.Client, args: argparse.Namespace) -> int:
-    body = {
-        "program": _program(args.program),
-        "inputs": _inputs(args.input, args.inputs),
-        "priority": args.priority,
-    }
-    run = _check(client.post("/v1/runs", json=body))
+def _submit(client: Client, args: argparse.Namespace) -> int:
+    inputs = _inputs(args.input, args.inputs)
+    run = client.submit(_program(args.program), inputs, priority=args.priority)
     if not args.wait:
         print(run["id"])
         return 0
-    deadline = time.monotonic() + args.timeout
-    while run["status"] not in _FINAL:
-        if time.monotonic() > deadline:
-            raise CliError("cli.timeout", f"run {run['id']} is still {run['status']}")
-        time.sleep(0.25)
-        run = _check(client.get(f"/v1/runs/{run['id']}"))
-    return _report(run)
+    try:
+        return _report(client.wait(run["id"], timeout=args.timeout, poll_s=0.25))
+    except TimeoutError as exc:
+        raise CliError("cli.timeout", str(exc)) from None
 
 
-def _status(client: httpx.Client, run_id: str, *, as_json: bool) -> int:
-    run = _check(client.get(f"/v1/runs/{run_id}"))
+def _status(client: Client, run_id: str, *, as_json: bool) -> int:
+    run = client.get_run(run_id)
     if as_json:
         print(json.dumps(run, indent=2))
         return 1 if run["status"] in ("failed", "cancelled") else 0
     print(f"{run['id']}  {run['status']}  {run['program']}  attempt {run['attempt']}")
     for step in run.get("trace") or []:
         print(f"  {_step_line(step['step'], step)}")
-    return _report(run) if run["status"] in _FINAL else 0
+    return _report(run) if run["status"] in RUN_FINAL else 0
 
 
-def _watch(client: httpx.Client, run_id: str) -> int:
+def _watch(client: Client, run_id: str) -> int:
     """Print each step as it starts and finishes; reconnects with ``Last-Event-ID``."""
-    for kind, data in _events(client, run_id):
+    for event in client.events(run_id):
+        kind, data = event.kind, event.data
         if kind == "step.started":
             print(f"{data.get('step')}{_branch(data)}: started", flush=True)
         elif kind == "step.finished":
             print(_step_line(f"{data.get('step')}{_branch(data)}", data), flush=True)
         elif kind in ("run.started", "run.requeued", "run.resumed"):
             print(f"{kind.removeprefix('run.')} (attempt {data.get('attempt', '?')})", flush=True)
-        elif kind == "run.finished":
-            break
-    return _report(_check(client.get(f"/v1/runs/{run_id}")))
+    return _report(client.get_run(run_id))
 
 
-def _events(client: httpx.Client, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    last_id: str | None = None
-    for _ in range(100):  # reconnects
-        headers = {"Last-Event-ID": last_id} if last_id else {}
-        try:
-            with client.stream(
-                "GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=60
-            ) as response:
-                if response.status_code != 200:
-                    response.read()
-                    _check(response)
-                event: dict[str, str] = {}
-                for line in response.iter_lines():
-                    if line == "" and "event" in event:
-                        last_id = event.get("id", last_id)
-                        yield event["event"], json.loads(event.get("data") or "{}")
-                        if event["event"] == "run.finished":
-                            return
-                        event = {}
-                    elif ": " in line and not line.startswith(":"):
-                        field, value = line.split(": ", 1)
-                        event[field] = value
-        except (httpx.ReadTimeout, httpx.RemoteProtocolError):
+def _batch(client: Client, args: argparse.Namespace) -> int:
+    """Create the batch, show its progress until it is final, write its results."""
+    lines = _jsonl_lines(args.inputs_jsonl)
+    batch = client.create_batch(_program(args.program), lines, deadline_s=args.deadline_s)
+    with tqdm(total=len(lines), unit="line", file=sys.stderr, disable=None) as bar:
+        while True:
+            counts = batch.get("request_counts") or {}
+            bar.update(int(counts.get("completed", 0)) + int(counts.get("failed", 0)) - bar.n)
+            if batch["status"] in BATCH_FINAL:
+                break
+            time.sleep(args.poll_s)
+            batch = client.get_batch(batch["id"])
+    rows = client.batch_results(batch["id"])
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    ok = batch["status"] == "completed" and all(r["status"] == "succeeded" for r in rows)
+    return 0 if ok else 1
+
+
+def _jsonl_lines(file: str) -> list[dict[str, Any]]:
+    """The lines ``{"custom_id", "inputs"}`` of ``file``; ``custom_id`` defaults to
+    ``line-<n>`` (``n`` the line number, from 1)."""
+    try:
+        text = Path(file).read_text()
+    except OSError as exc:
+        raise CliError("cli.inputs", f"cannot read {file}: {exc}") from None
+    lines: list[dict[str, Any]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
             continue
-        run = _check(client.get(f"/v1/runs/{run_id}"))
-        if run["status"] in _FINAL:
-            return
-    raise CliError("cli.stream", f"the event stream of {run_id} kept breaking")
+        try:
+            line = json.loads(raw)
+        except ValueError as exc:
+            raise CliError("cli.inputs", f"{file}:{number}: {exc}") from None
+        if not isinstance(line, dict) or not isinstance(line.get("inputs"), dict):
+            raise CliError("cli.inputs", f'{file}:{number}: not {{"custom_id", "inputs": {{...}}}}')
+        lines.append({**line, "custom_id": line.get("custom_id") or f"line-{number}"})
+    if not lines:
+        raise CliError("cli.inputs", f"{file} has no lines")
+    return lines
 
 
 def _step_line(name: str, data: dict[str, Any]) -> str:
@@ -188,17 +212,6 @@ def _report(run: dict[str, Any]) -> int:
         file=sys.stderr,
     )
     return 1
-
-
-def _check(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code < 400:
-        body: dict[str, Any] = response.json()
-        return body
-    try:
-        error = response.json()["error"]
-        raise CliError(str(error["code"]), str(error["message"]))
-    except (ValueError, KeyError, TypeError):
-        raise CliError(f"http.{response.status_code}", response.text[:200]) from None
 
 
 def _program(ref: str) -> Any:

@@ -21,7 +21,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 _STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-_SSE_BLOCK_MS = 15_000
+_SSE_BLOCK_MS = 2_000  # below the Redis client socket timeout (redis-py 8 defaults to 5 s)
 
 
 def get_run_store(request: Request) -> RunStore:
