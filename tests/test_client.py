@@ -14,7 +14,8 @@ import pytest
 from sgflow.cli import main
 from sgflow.client import ApiError, AsyncClient, Client
 from sgflow.engine.launcher import EngineProcess
-from tests.service.test_runs_e2e import LIBRARY, Stack, sample
+from tests.service.stack import Stack
+from tests.service.test_runs_e2e import LIBRARY, sample
 
 pytestmark = pytest.mark.engine
 
@@ -36,7 +37,7 @@ def stack(engine: EngineProcess) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def key(stack: Stack) -> str:
-    return str(stack.acme.headers["Authorization"]).removeprefix("Bearer ")
+    return stack.acme_key
 
 
 @pytest.fixture(scope="module")

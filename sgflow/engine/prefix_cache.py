@@ -16,8 +16,9 @@ Pure logic: the KV operations go through the small :class:`KVOps` protocol.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Acquired", "KVOps", "PrefixCache", "common_prefix_len", "union_size"]
 
@@ -28,7 +29,9 @@ class KVOps(Protocol):
     def remove(self, seq: int) -> None: ...
 
 
-def common_prefix_len(a: list[int], b: list[int]) -> int:
+def common_prefix_len(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """Length of the longest common prefix (token lists or bytes), by binary search on
+    slice equality, which runs in C."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n

@@ -14,22 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["align_prompt", "common_bytes"]
+from sgflow.engine.prefix_cache import common_prefix_len
 
-
-def common_bytes(a: bytes, b: bytes) -> int:
-    """Length of the longest common prefix of two byte strings."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+__all__ = ["align_prompt"]
 
 
 def align_prompt(
@@ -53,7 +40,7 @@ def align_prompt(
         if len(tokens) <= baseline + min_gain:
             continue
         joined = b"".join(pieces)
-        common = common_bytes(joined, data)
+        common = common_prefix_len(joined, data)
         # whole tokens inside the common bytes, ending on a UTF-8 character boundary
         k, offset = 0, 0
         for i, p in enumerate(pieces):

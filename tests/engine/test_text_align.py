@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sgflow.engine.text_align import align_prompt, common_bytes
+from sgflow.engine.prefix_cache import common_prefix_len
+from sgflow.engine.text_align import align_prompt
 
 VOCAB = {1: b"ab", 2: b"c", 3: b"abc", 4: b"d", 5: b"\xc3", 6: b"\xa9", 7: b"e"}
 INVERSE = {v: k for k, v in VOCAB.items()}
@@ -26,10 +27,10 @@ def slot(tokens: list[int]) -> tuple[list[int], list[bytes]]:
     return tokens, [VOCAB[t] for t in tokens]
 
 
-def test_common_bytes() -> None:
-    assert common_bytes(b"abcd", b"abxd") == 2
-    assert common_bytes(b"ab", b"abc") == 2
-    assert common_bytes(b"", b"a") == 0
+def test_common_prefix_of_bytes() -> None:
+    assert common_prefix_len(b"abcd", b"abxd") == 2
+    assert common_prefix_len(b"ab", b"abc") == 2
+    assert common_prefix_len(b"", b"a") == 0
 
 
 def test_reuses_a_slot_whose_tokens_differ_but_whose_text_matches() -> None:

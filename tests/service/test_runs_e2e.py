@@ -4,9 +4,6 @@ the real engine with the real model."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,61 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import yaml
 
 from sgflow.engine.launcher import EngineProcess
-from sgflow.service import KeyStore, Settings, create_app
-from tests.service.conftest import REDIS_URL, ServerThread
+from tests.service.stack import Stack
 
 pytestmark = pytest.mark.engine
 
 LIBRARY = Path(__file__).parents[2] / "sgflow" / "programs" / "library"
-
-
-class Stack:
-    def __init__(self, engine_url: str) -> None:
-        self.prefix = f"sgflow-test-{uuid.uuid4().hex[:10]}:"
-        self.redis = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-        env = {
-            **os.environ,
-            "REDIS_URL": REDIS_URL,
-            "SGFLOW_PREFIX": self.prefix,
-            "SGFLOW_ENGINE_URL": engine_url,
-            "SGFLOW_LEASE_S": "5",
-        }
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "sgflow.cli", "worker", "--concurrency", "2"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        settings = Settings(redis_url=REDIS_URL, redis_prefix=self.prefix, engine_urls=[engine_url])
-        self.server = ServerThread(create_app(settings))
-        self.url = self.server.__enter__()
-        keys = KeyStore(self.redis, prefix=self.prefix)
-        self.acme = httpx.Client(
-            base_url=self.url,
-            timeout=120,
-            headers={"Authorization": f"Bearer {keys.create_key('acme')[1]}"},
-        )
-        self.globex = httpx.Client(
-            base_url=self.url,
-            timeout=120,
-            headers={"Authorization": f"Bearer {keys.create_key('globex')[1]}"},
-        )
-
-    def close(self) -> None:
-        self.acme.close()
-        self.globex.close()
-        self.server.__exit__()
-        self.worker.terminate()
-        try:
-            self.worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
-            self.redis.delete(key)
 
 
 @pytest.fixture(scope="module")
