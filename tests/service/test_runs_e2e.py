@@ -236,3 +236,54 @@ def test_extract_answers_202_when_not_done_in_time(stack: Stack) -> None:
     assert r.status_code == 202, r.text
     final = wait_finished(stack.acme, r.json()["id"])
     assert final["status"] == "succeeded"
+
+
+def test_extract_from_document_chunks_with_examples(stack: Stack) -> None:
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["company", "city"],
+        "properties": {
+            "company": {"type": "string", "maxLength": 60},
+            "city": {"type": "string", "maxLength": 40},
+        },
+    }
+    r = stack.acme.post(
+        "/v1/extract",
+        json={
+            "schema": schema,
+            "document": ["Contoso Ltd makes bicycles.", "Its head office is in Lisbon."],
+            "examples": [
+                {
+                    "text": "Fabrikam builds drones in Oslo.",
+                    "output": {"company": "Fabrikam", "city": "Oslo"},
+                }
+            ],
+            "instructions": "Name the company and the city of its head office.",
+            "timeout_s": 60,
+        },
+    )
+    assert r.status_code == 200, r.text
+    import jsonschema
+
+    jsonschema.validate(r.json()["object"], schema)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        ({"text": "a", "document": ["b"]}, "request.invalid", "/text"),
+        ({}, "request.invalid", "/text"),
+        (
+            {"text": "a", "examples": [{"text": "x", "output": {"n": "not a number"}}]},
+            "input.invalid",
+            "/examples/0/output/n",
+        ),
+    ],
+)
+def test_bad_extract_requests(stack: Stack, body: dict[str, Any], code: str, field: str) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    r = stack.acme.post("/v1/extract", json={"schema": schema, **body})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == code
+    assert r.json()["error"]["field"] == field

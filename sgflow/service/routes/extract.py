@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sgflow.grammars import check
 from sgflow.grammars.spec import JsonSchema
+from sgflow.programs.executor import validation_errors
 from sgflow.service.deps import TenantDep
 from sgflow.service.errors import ApiError
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
@@ -39,13 +40,43 @@ def extract_program() -> dict[str, Any]:
     return data
 
 
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=20_000)
+    output: Any = Field(description="the object this text should give (validated against schema)")
+
+
 class ExtractRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_: dict[str, Any] = Field(alias="schema", description="the JSON Schema to fill")
-    text: str = Field(min_length=1, max_length=100_000)
+    text: str | None = Field(default=None, min_length=1, max_length=100_000)
+    document: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the text as chunks (pages, sections), joined with blank lines",
+    )
     instructions: str | None = Field(default=None, max_length=4000)
+    examples: list[Example] | None = Field(default=None, max_length=10, description="few-shot")
     timeout_s: float = Field(default=30.0, ge=0, le=300, description="wait at most; default 30")
+
+    def full_text(self) -> str:
+        if (self.text is None) == (self.document is None):
+            raise ApiError(
+                422, "request.invalid", "give exactly one of `text` or `document`", field="/text"
+            )
+        text = self.text if self.text is not None else "\n\n".join(self.document or [])
+        if len(text) > 100_000:
+            raise ApiError(
+                422,
+                "limit.text_size",
+                f"the document has {len(text)} characters; the limit is 100000",
+                field="/document",
+                limit=100_000,
+            )
+        return text
 
 
 @router.post("/extract", summary="Extract a schema-valid object from a text")
@@ -66,9 +97,20 @@ def extract(
             hint=first.hint or None,
             extra={"errors": [dict(p.to_dict(), field="/schema" + p.pointer) for p in problems]},
         )
-    inputs: dict[str, Any] = {"schema": req.schema_, "text": req.text}
+    inputs: dict[str, Any] = {"schema": req.schema_, "text": req.full_text()}
     if req.instructions:
         inputs["instructions"] = req.instructions
+    if req.examples:
+        for i, example in enumerate(req.examples):
+            wrong = validation_errors(example.output, req.schema_, limit=1)
+            if wrong:
+                raise ApiError(
+                    422,
+                    "input.invalid",
+                    f"example {i}'s output does not match the schema: {wrong[0]['message']}",
+                    field=f"/examples/{i}/output{wrong[0]['pointer'].rstrip('/')}",
+                )
+        inputs["examples"] = [e.model_dump() for e in req.examples]
     submitted = submitter.submit(tenant, {"program": extract_program(), "inputs": inputs})
     deadline = time.monotonic() + req.timeout_s
     run = submitted.run
