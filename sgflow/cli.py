@@ -66,7 +66,7 @@ def _engine_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def _serve_engine(args: argparse.Namespace, *, banner: bool) -> int:
+def _serve_engine(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sgflow.engine import Engine
@@ -76,16 +76,15 @@ def _serve_engine(args: argparse.Namespace, *, banner: bool) -> int:
     setup_logging(args.log_level)
     engine = Engine(_engine_config(args))
     url = f"http://{args.host}:{args.port}"
-    if banner:
-        print(
-            f"\nsgflow engine ({engine.served_model_name}) on {url}\n"
-            f"  try:  curl -s {url}/generate -H 'Content-Type: application/json' \\\n"
-            '          -d \'{"text": "<|im_start|>user\\nName a colour.<|im_end|>\\n'
-            '<|im_start|>assistant\\n", "sampling_params": {"max_new_tokens": 16, '
-            '"regex": "(red|green|blue)"}}\'\n'
-            f"  docs: {url}/docs    stop: Ctrl-C\n",
-            flush=True,
-        )
+    print(
+        f"\nsgflow engine ({engine.served_model_name}) on {url}\n"
+        f"  try:  curl -s {url}/generate -H 'Content-Type: application/json' \\\n"
+        '          -d \'{"text": "<|im_start|>user\\nName a colour.<|im_end|>\\n'
+        '<|im_start|>assistant\\n", "sampling_params": {"max_new_tokens": 16, '
+        '"regex": "(red|green|blue)"}}\'\n'
+        f"  docs: {url}/docs    stop: Ctrl-C\n",
+        flush=True,
+    )
     try:
         uvicorn.run(
             create_app(engine),
@@ -172,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "engine":
-        return _serve_engine(args, banner=False)
+        return _serve_engine(args)
     if args.command == "up":
         return up_cmd.run(args)
     if args.command == "serve":

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from sgflow.engine.launcher import EngineProcess
+
+if TYPE_CHECKING:
+    from tests.service.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +21,18 @@ def engine() -> Iterator[EngineProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(engine: EngineProcess) -> Iterator[Stack]:
+    """The API, a worker and two tenants on a key prefix of their own (tests/service/stack.py)."""
+    from tests.service.stack import Stack
+
+    s = Stack(engine.url)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture(scope="session")

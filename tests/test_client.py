@@ -1,5 +1,5 @@
 """``sgflow.client`` and ``sgflow batch`` against the real API, a real worker process, real
-Redis and the real engine (the ``Stack`` of ``tests/service/test_runs_e2e.py``)."""
+Redis and the real engine (the ``stack`` fixture: tests/service/stack.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 from sgflow.cli import main
 from sgflow.client import ApiError, AsyncClient, Client
-from sgflow.engine.launcher import EngineProcess
 from tests.service.stack import Stack
 from tests.service.test_runs_e2e import LIBRARY, sample
 
@@ -24,15 +23,6 @@ SCHEMA = {
     "properties": {"company": {"type": "string", "maxLength": 60}},
     "required": ["company"],
 }
-
-
-@pytest.fixture(scope="module")
-def stack(engine: EngineProcess) -> Iterator[Stack]:
-    s = Stack(engine.url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(scope="module")

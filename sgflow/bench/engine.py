@@ -16,19 +16,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
+from sgflow.engine.launcher import EngineProcess
 from sgflow.engine.model import default_model_path
 
 __all__ = ["main"]
@@ -97,42 +95,13 @@ def repeat(runs: int, once: Callable[[], float]) -> dict[str, Any]:
 # -- the engine, over HTTP ---------------------------------------------------------------
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            tail = log.read().decode("utf-8", "replace")[-2000:]
-            raise RuntimeError(f"sgflow engine exited with {proc.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("sgflow engine did not answer /health within 180s")
-
-
 @contextmanager
 def engine_server() -> Iterator[httpx.Client]:
-    with socket.socket() as sock:  # a free port
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "sgflow.cli", "engine", "--port", str(port), "--threads", "2"]
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc, log)
-            with httpx.Client(base_url=url, timeout=600) as client:
-                yield client
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with (
+        EngineProcess("--threads", str(THREADS), startup_s=180) as engine,
+        httpx.Client(base_url=engine.url, timeout=600) as client,
+    ):
+        yield client
 
 
 def stream(client: httpx.Client, text: str, **params: Any) -> tuple[dict[str, Any], list[float]]:

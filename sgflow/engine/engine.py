@@ -51,10 +51,13 @@ class Engine:
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         path = config.model_path or default_model_path()
-        probe_bytes = 23_040  # replaced by the measured value once the model is loaded
-        cells = max(config.ctx, config.cache_mb * _MB // probe_bytes)
         self.model = LlamaModel(
-            path, n_ctx=cells, n_seq=config.slots, n_batch=config.n_batch, n_threads=config.threads
+            path,
+            cache_bytes=config.cache_mb * _MB,
+            min_cells=config.ctx,
+            n_seq=config.slots,
+            n_batch=config.n_batch,
+            n_threads=config.threads,
         )
         self.ctx = min(config.ctx, self.model.n_ctx, self.model.info.n_ctx_train)
         self.stop_ids = sorted(set(self.model.info.eog_ids))

@@ -67,15 +67,17 @@ def _quiet_llama() -> None:
 class LlamaModel:
     """A loaded model and one multi-sequence context.
 
-    ``n_ctx`` is the number of KV cells shared by all sequences (the cache budget);
-    ``n_seq`` the number of sequences (cache slots); ``n_batch`` the most tokens per decode.
+    The KV cache holds ``max(min_cells, cache_bytes // bytes_per_token)`` cells shared by
+    all sequences (``n_ctx``, the cache budget); ``n_seq`` is the number of sequences (cache
+    slots), ``n_batch`` the most tokens per decode.
     """
 
     def __init__(
         self,
         path: str,
         *,
-        n_ctx: int,
+        cache_bytes: int,
+        min_cells: int,
         n_seq: int,
         n_batch: int = 512,
         n_threads: int | None = None,
@@ -87,6 +89,8 @@ class LlamaModel:
         if not self._model:
             raise FileNotFoundError(f"could not load a GGUF model from {path}")
         self._vocab = llama.llama_model_get_vocab(self._model)
+        self.bytes_per_token = self._kv_bytes_per_token()
+        n_ctx = max(min_cells, cache_bytes // self.bytes_per_token)
         n_threads = n_threads or max(1, os.cpu_count() or 1)
         cparams = llama.llama_context_default_params()
         cparams.n_ctx = n_ctx
@@ -107,7 +111,6 @@ class LlamaModel:
         self._batch = llama.llama_batch_init(n_batch, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
         self.info = self._read_info(path)
-        self.bytes_per_token = 0  # set by measure_bytes_per_token() on the decoding thread
         self._vocab_bytes: list[bytes] | None = None
 
     # -- metadata ---------------------------------------------------------------------------
@@ -133,20 +136,20 @@ class LlamaModel:
             chat_template=self._meta("tokenizer.chat_template"),
         )
 
-    def measure_bytes_per_token(self) -> int:
-        """KV bytes one token occupies, read from llama.cpp's own state size (real bytes).
+    def _kv_bytes_per_token(self) -> int:
+        """Bytes one KV cell takes: K and V, f16, for every layer's KV heads."""
+        n_head = max(1, llama.llama_model_n_head(self._model))
+        head_dim = llama.llama_model_n_embd(self._model) // n_head
+        n_head_kv = llama.llama_model_n_head_kv(self._model)
+        return int(2 * 2 * llama.llama_model_n_layer(self._model) * n_head_kv * head_dim)
 
-        Call it from the thread that will decode: llama.cpp's OpenMP pool is tied to the first
-        thread that computes, and decoding later from another long-lived thread ran about 3x
-        slower here (108 vs 37 tokens/s).
-        """
+    def warm_up(self) -> None:
+        """One small decode. Call it from the thread that will decode: llama.cpp's OpenMP
+        pool is tied to the first thread that computes, and decoding later from another
+        long-lived thread ran about 3x slower here (108 vs 37 tokens/s)."""
         seq = self.n_seq - 1
-        ids = [self.info.bos if self.info.bos >= 0 else 0] * 8
-        self.decode([(seq, ids, 0, [])])
-        per_token = (llama.llama_state_seq_get_size(self._ctx, seq) + 7) // 8
+        self.decode([(seq, [self.info.bos if self.info.bos >= 0 else 0] * 8, 0, [])])
         self.remove(seq)
-        self.bytes_per_token = max(1, int(per_token))
-        return self.bytes_per_token
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ class Scheduler:
 
     def _loop(self) -> None:
         # every llama.cpp computation happens on this thread, the first one included
-        self.model.measure_bytes_per_token()
+        self.model.warm_up()
         self._ready.set()
         while not self._stop:
             self._drain_inbox()

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sgflow.cli_inputs import parse_inputs
 from sgflow.programs.checker import load_program, parse_program
 from sgflow.programs.errors import ProgramInvalid
 
@@ -28,7 +29,13 @@ def add_parsers(sub: Any) -> None:
     )
     p = sub.add_parser("run", help="run a program (starts the embedded engine unless --engine)")
     p.add_argument("file")
-    p.add_argument("--input", action="append", default=[], metavar="K=V", help="an input value")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="an input: K=V (a string), K=@FILE (a file's text), K:=JSON",
+    )
     p.add_argument("--inputs", help="a JSON file with the inputs object")
     p.add_argument("--inputs-jsonl", help="a JSONL file, one inputs object per line (a batch)")
     p.add_argument("--out", help="where the batch's results go (JSONL; default stdout)")
@@ -114,17 +121,10 @@ def _endpoint(url: str | None) -> Iterator[Any]:
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
-    if args.inputs:
-        inputs.update(json.loads(Path(args.inputs).read_text(encoding="utf-8")))
-    for item in args.input:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--input {item!r}: expected KEY=VALUE")
-        if value.startswith("@"):
-            value = Path(value[1:]).read_text(encoding="utf-8")
-        inputs[key] = value
-    return inputs
+    try:
+        return parse_inputs(args.input, args.inputs)
+    except ValueError as exc:
+        raise SystemExit(f"sgflow run: {exc}") from None
 
 
 def run_run(args: argparse.Namespace) -> int:

@@ -60,8 +60,7 @@ class RunResult:
     error: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        return out
+        return asdict(self)
 
 
 def validation_errors(value: Any, schema: dict[str, Any], limit: int = 5) -> list[dict[str, str]]:
@@ -355,20 +354,10 @@ class _Run:
             )
 
     def _render(self, template: str, ctx: dict[str, Any], step: str) -> str:
-        try:
-            return render(template, ctx)
-        except TemplateFailure as exc:
-            raise RunError(
-                f"template.{exc.kind}", f"step `{step}`: {exc.message}", step=step
-            ) from None
+        return str(_templated(render, template, ctx, step))
 
     def _eval(self, expression: str, ctx: dict[str, Any], step: str) -> Any:
-        try:
-            return evaluate(expression, ctx)
-        except TemplateFailure as exc:
-            raise RunError(
-                f"template.{exc.kind}", f"step `{step}`: {exc.message}", step=step
-            ) from None
+        return _templated(evaluate, expression, ctx, step)
 
     def _check_time(self, step: str) -> None:
         if time.monotonic() - self.started > self.ir.timeout_s:
@@ -393,6 +382,16 @@ class _Run:
             "skipped": skipped,
         }
         self.on_event("step.finished", event)
+
+
+def _templated(
+    fn: Callable[[str, dict[str, Any]], Any], source: str, ctx: dict[str, Any], step: str
+) -> Any:
+    """Render or evaluate a user template; its failures become ``template.*`` run errors."""
+    try:
+        return fn(source, ctx)
+    except TemplateFailure as exc:
+        raise RunError(f"template.{exc.kind}", f"step `{step}`: {exc.message}", step=step) from None
 
 
 def _assistant_text(value: Any) -> str | None:

@@ -22,6 +22,7 @@ import httpx
 import yaml
 from tqdm import tqdm
 
+from sgflow.cli_inputs import parse_inputs
 from sgflow.client import BATCH_FINAL, DEFAULT_API_URL, RUN_FINAL, ApiError, Client
 
 __all__ = ["COMMANDS", "DEFAULT_API_URL", "add_parser", "run"]
@@ -54,7 +55,7 @@ def add_parser(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="K=V",
-        help="an input (V is read as JSON when it parses, else as a string); repeatable",
+        help="an input: K=V (a string), K=@FILE (a file's text), K:=JSON; repeatable",
     )
     p.add_argument("--inputs", metavar="FILE", help="a JSON file with the inputs object")
     p.add_argument("--priority", type=int, default=0, help="0..9 (default 0)")
@@ -225,21 +226,7 @@ def _program(ref: str) -> Any:
 
 
 def _inputs(pairs: list[str], file: str | None) -> dict[str, Any]:
-    inputs: dict[str, Any] = {}
-    if file:
-        try:
-            loaded = json.loads(Path(file).read_text())
-        except (OSError, ValueError) as exc:
-            raise CliError("cli.inputs", f"cannot read {file}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise CliError("cli.inputs", f"{file} must hold a JSON object")
-        inputs.update(loaded)
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CliError("cli.inputs", f"--input {pair!r} is not K=V")
-        try:
-            inputs[key] = json.loads(value)
-        except ValueError:
-            inputs[key] = value
-    return inputs
+    try:
+        return parse_inputs(pairs, file)
+    except ValueError as exc:
+        raise CliError("cli.inputs", str(exc)) from None

@@ -134,9 +134,6 @@ class Runner:
                 },
             )
         ir = compile_program(Program.model_validate(body))
-        completed = self.store.checkpoints(claim.run_id)
-        if completed:
-            self.store.append_event(claim, "run.resumed", {"steps": sorted(completed)})
         for retry in range(self.engine_retries + 1):
             result = self._attempt_once(attempt, ir, run.inputs)
             error = result.error or {}
@@ -162,6 +159,8 @@ class Runner:
         retryable ``engine.unavailable`` result rather than an exception."""
         claim = attempt.claim
         completed = self.store.checkpoints(claim.run_id)
+        if completed:
+            self.store.append_event(claim, "run.resumed", {"steps": sorted(completed)})
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if attempt.lost.is_set():

@@ -4,28 +4,17 @@ Redis and the real engine."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sgflow.cli import main
-from sgflow.engine.launcher import EngineProcess
 from tests.service.stack import Stack
 
 pytestmark = pytest.mark.engine
 
 LIBRARY = Path(__file__).parents[2] / "sgflow" / "programs" / "library"
 STEPS = ["category", "urgency", "team", "reply"]
-
-
-@pytest.fixture(scope="module")
-def stack(engine: EngineProcess) -> Iterator[Stack]:
-    s = Stack(engine.url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,11 @@ import httpx
 import pytest
 import yaml
 
-from sgflow.engine.launcher import EngineProcess
 from tests.service.stack import Stack
 
 pytestmark = pytest.mark.engine
 
 LIBRARY = Path(__file__).parents[2] / "sgflow" / "programs" / "library"
-
-
-@pytest.fixture(scope="module")
-def stack(engine: EngineProcess) -> Iterator[Stack]:
-    s = Stack(engine.url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def program(name: str) -> dict[str, Any]:
