@@ -154,9 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_worker.add_argument("--concurrency", type=int, default=2, help="runs at once (default 2)")
     p_worker.add_argument("--loglevel", default="info")
 
-    p_bench = sub.add_parser("bench", help="run a benchmark scenario")
-    p_bench.add_argument("scenario", choices=["engine"])
-    p_bench.add_argument("--quick", action="store_true", help="fewer repetitions")
+    from sgflow.bench.suite import SCENARIOS
+
+    p_bench = sub.add_parser(
+        "bench",
+        help="run benchmark scenarios (ratios measured in one run)",
+        description="\n".join(f"{k:<12} {v}" for k, v in SCENARIOS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p_bench.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    p_bench.add_argument("--quick", action="store_true", help="fewer runs (all: under 10 min)")
     p_bench.add_argument("--out", default="bench-results", help="folder for the JSON results")
 
     return parser
@@ -216,9 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(program_schema_text())
         return 0
     if args.command == "bench":
-        from sgflow.bench import engine as bench_engine
+        from sgflow.bench import suite
 
-        return bench_engine.main(quick=args.quick, out_dir=args.out)
+        return suite.main(args.scenario, quick=args.quick, out_dir=args.out)
     parser.error(f"unknown command {args.command}")
     return 2
 

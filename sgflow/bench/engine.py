@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 
+from sgflow.bench.report import Report, Target
 from sgflow.engine.launcher import EngineProcess
 from sgflow.engine.model import default_model_path
 
-__all__ = ["main"]
+__all__ = ["run"]
 
 THREADS = 2
 JSON_MAX_TOKENS = 320
@@ -37,11 +35,11 @@ SYSTEM = "You are a helpful assistant."
 STORY = "Write a long story about a lighthouse keeper and a storm."
 RECORD = "Invent a book and describe it as JSON: title, year, author, genres and chapters."
 PLACES = ["Ardmore", "Belcastle", "Corrin", "Dunmore", "Eskdale", "Fairhaven"]
-TARGETS: dict[str, tuple[str, float]] = {
-    "decode_vs_llama_cpp": (">=", 0.9),
-    "json_vs_unconstrained": (">=", 0.9),
-    "json_vs_llama_cpp_json": (">=", 1.5),
-    "cached_ttft_vs_uncached": ("<=", 0.2),
+TARGETS = {
+    "decode_vs_llama_cpp": Target(">=", 0.9),
+    "json_vs_unconstrained": Target(">=", 0.9),
+    "json_vs_llama_cpp_json": Target(">=", 1.5),
+    "cached_ttft_vs_uncached": Target("<=", 0.2),
 }
 
 
@@ -237,53 +235,23 @@ def ratios_of(raw: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def machine() -> dict[str, Any]:
+def run(*, quick: bool) -> Report:
     import llama_cpp
 
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")]
-    return {
-        "platform": platform.platform(),
-        "cpu": names[0] if names else platform.machine(),
-        "cpu_count": os.cpu_count(),
+    runs, n_tokens = (3, 64) if quick else (5, 128)
+    raw: dict[str, Any] = {
+        "runs": runs,
+        "max_new_tokens": n_tokens,
         "threads": THREADS,
-        "python": platform.python_version(),
         "llama_cpp_python": llama_cpp.__version__,
         "model": os.path.basename(default_model_path()),
     }
-
-
-def print_table(ratios: dict[str, float]) -> None:
-    print(f"\n{'metric':<26} {'value':>7} {'target':>7}  result")
-    for name, value in ratios.items():
-        op, limit = TARGETS[name]
-        met = value >= limit if op == ">=" else value <= limit
-        print(f"{name:<26} {value:>7.3f} {f'{op} {limit:g}':>7}  {'pass' if met else 'FAIL'}")
-
-
-def main(*, quick: bool, out_dir: str) -> int:
-    runs, n_tokens = (3, 64) if quick else (5, 128)
-    raw: dict[str, Any] = {"runs": runs, "max_new_tokens": n_tokens}
     print(f"sgflow bench engine: medians of {runs} runs; starting the engine", flush=True)
-    try:
-        with engine_server() as client:
-            measure_engine(client, runs, n_tokens, raw)
-            measure_ttft(client, runs, raw)
-            measure_llama_cpp(runs, n_tokens, raw)  # the engine is up but idle
-    except (RuntimeError, httpx.HTTPError) as exc:
-        print(f"bench engine failed: {exc}", file=sys.stderr)
-        return 1
-    ratios = ratios_of(raw)
-    print_table(ratios)
-    result = {
-        "scenario": "engine",
-        "ratios": {name: round(value, 4) for name, value in ratios.items()},
-        "raw": raw,
-        "targets": {name: {op: limit} for name, (op, limit) in TARGETS.items()},
-        "machine": machine(),
-    }
-    path = Path(out_dir) / "engine.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {path}")
-    return 0
+    with engine_server() as client:
+        measure_engine(client, runs, n_tokens, raw)
+        measure_ttft(client, runs, raw)
+        measure_llama_cpp(runs, n_tokens, raw)  # the engine is up but idle
+    report = Report("engine", raw=raw)
+    for name, value in ratios_of(raw).items():
+        report.add(name, value, TARGETS[name])
+    return report

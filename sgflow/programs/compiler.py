@@ -17,8 +17,9 @@ from typing import Any
 from sgflow.programs.constraints import resolve_gen, resolve_schema_refs
 from sgflow.programs.ir import ForkIR, GenOp, ProgramIR, StepIR, ThinkOp
 from sgflow.programs.model import Program, Step
+from sgflow.programs.templates import render
 
-__all__ = ["compile_program", "program_hash"]
+__all__ = ["compile_program", "program_hash", "static_prefix"]
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[str, ProgramIR] = OrderedDict()
@@ -97,6 +98,54 @@ def _step(step: Step, base_dir: str | None) -> StepIR:
         think=think,
         fork=fork,
     )
+
+
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+MIN_PREFIX_CHARS = 64
+
+
+def _static_head(template: str) -> tuple[str, bool]:
+    """The text of ``template`` before its first Jinja mark, and whether that is all of it."""
+    cut = min((i for i in (template.find(m) for m in _TEMPLATE_MARKS) if i >= 0), default=-1)
+    return (template, True) if cut < 0 else (template[:cut], False)
+
+
+def static_prefix(ir: ProgramIR, *, chat_template: str = "chatml") -> str | None:
+    """The chat-formatted text every run of ``ir`` starts with, whatever its inputs: the
+    system prompt, the few-shot context turns and the first step's system/user text up to
+    the first template expression. Batches warm it once on the engine before fanning out
+    (SGLang's ``cache_prefix``). None when shorter than ``MIN_PREFIX_CHARS``."""
+    from sglang.lang.chat_template import get_chat_template
+
+    template = get_chat_template(chat_template)
+    history: list[dict[str, str]] = []
+    parts: list[str] = []
+
+    def turn(role: str, content: str) -> bool:
+        head, whole = _static_head(content)
+        prefix, suffix = template.get_prefix_and_suffix(role, history)
+        parts.append(prefix + (render(content, {}) if whole else head))
+        if not whole:
+            return False
+        parts.append(suffix)
+        history.append({"role": role, "content": content})
+        return True
+
+    opening: list[tuple[str, str]] = []
+    if ir.system is not None:
+        opening.append(("system", ir.system))
+    opening.extend(ir.context)
+    first = ir.steps[0] if ir.steps else None
+    if first is not None and first.condition is None and first.id:
+        if first.system is not None:
+            opening.append(("system", first.system))
+        if first.user is not None and first.think is None:
+            opening.append(("user", first.user))
+    for role, content in opening:
+        if not turn(role, content):
+            break
+    text = "".join(parts)
+    return text if len(text) >= MIN_PREFIX_CHARS else None
 
 
 def to_sgl_function(ir: ProgramIR) -> Any:

@@ -1,0 +1,90 @@
+"""``sgflow bench SCENARIO|all [--quick]``: run scenarios, print their tables, write JSON.
+
+Each scenario is a module of this package with ``run(*, quick: bool) -> Report``; it starts
+what it measures (engines, router, workers, API) and stops it before returning, so
+scenarios never share the CPU. ``all`` runs them in the order below and writes
+``summary.json`` beside the per-scenario files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from sgflow.bench.report import Report, machine
+
+__all__ = ["SCENARIOS", "main"]
+
+SCENARIOS: dict[str, str] = {
+    "engine": "the embedded engine vs llama-cpp-python (decode, JSON, cached TTFT)",
+    "prefix": "a 4-step program over one document: prefix reuse vs cache flushed",
+    "constrained": "JSON-Schema-constrained vs free generation tokens/s",
+    "overhead": "extraction through HTTP + Celery vs the executor vs raw /generate",
+    "batch": "POST /batches with 2 workers vs the engine's own limit",
+    "routing": "2 replicas behind sglang-router: cache_aware vs round_robin",
+    "grammars": "compile time of the grammar library and JSONSchemaBench schemas",
+    "coverage": "JSONSchemaBench declared/empirical coverage and compliance",
+    "peers": "the same extraction on sgflow, llama-cpp-python and Outlines",
+}
+
+
+def main(scenario: str, *, quick: bool, out_dir: str) -> int:
+    names = list(SCENARIOS) if scenario == "all" else [scenario]
+    out = Path(out_dir)
+    reports: list[Report] = []
+    failed: list[str] = []
+    started = time.perf_counter()
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"\n### sgflow bench {name}{' --quick' if quick else ''}", flush=True)
+        try:
+            module = importlib.import_module(f"sgflow.bench.{name}")
+            report: Report = module.run(quick=quick)
+        except Exception:  # one broken scenario must not hide the others' numbers
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        report.seconds = time.perf_counter() - t0
+        report.print()
+        print(f"wrote {report.write(out)}", flush=True)
+        reports.append(report)
+    if len(names) > 1:
+        _summary(reports, failed, out, time.perf_counter() - started, quick)
+    return 1 if failed else 0
+
+
+def _summary(
+    reports: list[Report], failed: list[str], out: Path, seconds: float, quick: bool
+) -> None:
+    rows: list[dict[str, Any]] = []
+    print(f"\n== summary ({seconds / 60:.1f} min{', quick' if quick else ''}) ==")
+    print(f"{'scenario':<12} {'metric':<40} {'value':>10} {'target':>9}  result")
+    for report in reports:
+        for row in report.results():
+            if row["target"] == "—":
+                continue
+            rows.append({"scenario": report.scenario, **row})
+            value = "n/a" if row["value"] is None else f"{row['value']:.4g}"
+            verdict = {True: "pass", False: "MISS", None: ""}[row["met"]]
+            print(
+                f"{report.scenario:<12} {row['metric']:<40} {value:>10} {row['target']:>9}  "
+                f"{verdict}"
+            )
+    for name in failed:
+        print(f"{name:<12} (crashed: see the traceback above)", file=sys.stderr)
+    summary = {
+        "quick": quick,
+        "seconds": round(seconds, 1),
+        "results": rows,
+        "crashed": failed,
+        "machine": machine(),
+    }
+    path = out / "summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {path}")
