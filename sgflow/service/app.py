@@ -108,7 +108,11 @@ def create_app(
     )
     install_error_handlers(app)
     # the last added runs first: request ids and the catch-all wrap the size limit
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        path_limits={"/v1/batches": settings.max_batch_bytes},
+    )
     app.add_middleware(RequestContextMiddleware, dev_mode=settings.dev_mode)
     app.include_router(health_router)
     app.include_router(metrics_router)

@@ -1,28 +1,22 @@
-"""Batches: many inputs of one program, each line a run with ``parent=<batch id>``.
+"""Batches through the API: validate, create in bulk, view, cancel, stream results.
 
 The semantics are OpenAI's Batch API. A batch is validated whole before anything is stored
 (unique ``custom_id``\\ s, every line's inputs against the program's schema, at most
-``max_batch_size`` lines); then one run per line is created and enqueued. Progress is never
-counted here: the run store counts a line once, in the same script that finishes its run
-(``batch:<id>:lines`` + ``batch:<id>:counts``), so ``request_counts`` always add up.
+``max_batch_size`` lines; the body itself at most ``max_batch_bytes``); then its records
+are written in bulk (:meth:`~sgflow.workers.batches.BatchStore.add_lines`: the runs of 500
+lines per Redis pipeline), the batch becomes ``in_progress`` and one Celery message,
+``sgflow.batch_start``, goes to the workers, before the 202. That worker task warms the
+program's shared prefix on the engine (best effort) and then sends one message per line: a
+10,000-line batch is accepted in about 3 s (a minute when each line was created alone), and
+no request waits on the engine. If the message is lost, the reaper re-sends the lines'
+messages (stale queued runs), so an accepted batch is never lost.
 
-Keys, under the run store's prefix:
-
-=========================== ========== ==================================================
-``batch:<id>``              hash       ``id, tenant, program, status`` (stored:
-                                       ``validating | in_progress | failed``),
-                                       ``created_at, deadline_at, total, cancelled,
-                                       cancelled_at, expired_at, error``
-``batch:<id>:runs``         list       ``[custom_id, run_id]`` (JSON) per line, input order
-``tenant:<t>:batches``      sorted set batch ids by ``created_at``
-=========================== ========== ==================================================
-
-The public status is derived on read (:func:`batch_status`): ``cancelled`` / ``cancelling``
-once a cancel was requested (until every line is final), ``expired`` once the deadline cut
-lines off, ``completed`` when every line is final, else the stored status. ``finalizing`` is
-never reported: results are kept per line, there is nothing to assemble at the end.
-Expiry is lazy: the first read past the deadline marks the unfinished lines ``expired``
-(then cancels their runs), and those lines count as failed.
+Statuses: ``validating`` (lines being created) → ``in_progress`` → ``finalizing`` (every line
+final, the batch's end not written yet) → ``completed``; or ``failed`` (creation failed),
+``cancelling`` → ``cancelled``, ``expired`` (the deadline cut lines off; they count as
+failed). The records, the expiry, the finalization (final status, ``*_at`` timestamp, TTL)
+and the workers' sweep live in :mod:`sgflow.workers.batches`, shared with the workers; this
+module adds what only the API does.
 """
 
 from __future__ import annotations
@@ -34,14 +28,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sgflow.programs.compiler import program_hash
 from sgflow.programs.executor import validation_errors
 from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError
 from sgflow.service.runs import RunSubmitter
+from sgflow.workers.batches import (
+    TASK_START,
+    BatchRecord,
+    BatchStore,
+    batch_status,
+    cancel_unfinished,
+    fail_batch,
+    finalize,
+    refresh_batch,
+)
+from sgflow.workers.celery_app import queue_name
 from sgflow.workers.records import BatchProgress
 from sgflow.workers.records import as_str as _s
-from sgflow.workers.store import RunStore
 
 __all__ = [
     "BATCH_STATUSES",
@@ -68,7 +73,6 @@ BATCH_STATUSES = (
 )
 _MAX_CUSTOM_ID = 256
 _MAX_DEADLINE_S = 7 * 24 * 3600
-_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -77,124 +81,6 @@ class BatchLine:
 
     custom_id: str
     inputs: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BatchRecord:
-    """The ``batch:<id>`` hash; times are epoch seconds."""
-
-    id: str
-    tenant: str
-    program: str
-    status: str
-    created_at: float
-    deadline_at: float | None
-    total: int
-    cancelled: bool
-    cancelled_at: float | None
-    expired_at: float | None
-    error: dict[str, Any] | None
-
-    @classmethod
-    def from_hash(cls, raw: dict[str, str]) -> BatchRecord:
-        return cls(
-            id=raw["id"],
-            tenant=raw["tenant"],
-            program=raw["program"],
-            status=raw["status"],
-            created_at=float(raw["created_at"]),
-            deadline_at=float(raw["deadline_at"]) if raw.get("deadline_at") else None,
-            total=int(raw["total"]),
-            cancelled=raw.get("cancelled") == "1",
-            cancelled_at=float(raw["cancelled_at"]) if raw.get("cancelled_at") else None,
-            expired_at=float(raw["expired_at"]) if raw.get("expired_at") else None,
-            error=json.loads(raw["error"]) if raw.get("error") else None,
-        )
-
-
-class BatchStore:
-    """Batch records, their lines and the tenant index, in the run store's Redis and prefix."""
-
-    def __init__(self, runs: RunStore) -> None:
-        self.runs = runs
-        self.redis = runs.redis
-        self.prefix = runs.keys.prefix
-
-    def key(self, batch_id: str) -> str:
-        return f"{self.prefix}batch:{batch_id}"
-
-    def create(
-        self, *, batch_id: str, tenant: str, program: str, total: int, deadline_at: float | None
-    ) -> BatchRecord:
-        """Store a ``validating`` batch and index it for ``tenant``."""
-        now = time.time()
-        fields: dict[str, str] = {
-            "id": batch_id,
-            "tenant": tenant,
-            "program": program,
-            "status": "validating",
-            "created_at": repr(now),
-            "deadline_at": "" if deadline_at is None else repr(deadline_at),
-            "total": str(total),
-            "cancelled": "0",
-        }
-        pipe = self.redis.pipeline()
-        pipe.hset(self.key(batch_id), mapping=dict[Any, Any](fields))
-        pipe.zadd(f"{self.prefix}tenant:{tenant}:batches", {batch_id: now})
-        pipe.execute()
-        return BatchRecord.from_hash(fields)
-
-    def add_lines(self, batch_id: str, lines: list[tuple[str, str]]) -> None:
-        """Append ``(custom_id, run_id)`` pairs, in input order."""
-        if lines:
-            self.redis.rpush(f"{self.key(batch_id)}:runs", *[json.dumps(p) for p in lines])
-
-    def lines(self, batch_id: str, start: int, stop: int) -> list[tuple[str, str]]:
-        """Lines ``start..stop`` (inclusive, as LRANGE) as ``(custom_id, run_id)``."""
-        raw = self.redis.lrange(f"{self.key(batch_id)}:runs", start, stop)
-        pairs = [json.loads(_s(x)) for x in raw]
-        return [(str(cid), str(run_id)) for cid, run_id in pairs]
-
-    def update(self, batch_id: str, **fields: str) -> None:
-        self.redis.hset(self.key(batch_id), mapping=dict[Any, Any](fields))
-
-    def get(self, batch_id: str, *, tenant: str | None = None) -> BatchRecord | None:
-        """The batch, or ``None``; with ``tenant``, also ``None`` for another tenant's."""
-        raw = self.redis.hgetall(self.key(batch_id))
-        if not raw:
-            return None
-        record = BatchRecord.from_hash({_s(a): _s(b) for a, b in raw.items()})
-        return None if tenant is not None and record.tenant != tenant else record
-
-    def list(
-        self, tenant: str, *, limit: int = 20, after: str | None = None
-    ) -> tuple[list[BatchRecord], bool]:
-        """A tenant's batches newest first, after the batch id ``after``; and whether there
-        are more."""
-        index = f"{self.prefix}tenant:{tenant}:batches"
-        top: str | float = "+inf"
-        if after is not None:
-            score = self.redis.zscore(index, after)
-            if score is None:
-                raise ApiError(
-                    422, "request.invalid", f"there is no batch {after}", field="query:after"
-                )
-            top = f"({score!r}"
-        ids = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1)
-        records = [r for r in (self.get(_s(i)) for i in ids[:limit]) if r is not None]
-        return records, len(ids) > limit
-
-
-def batch_status(record: BatchRecord, progress: BatchProgress) -> str:
-    """The public status of a batch from its record and its line counters."""
-    done = progress.done >= record.total
-    if record.cancelled:
-        return "cancelled" if done else "cancelling"
-    if record.expired_at is not None:
-        return "expired"
-    if record.status in ("validating", "failed"):
-        return record.status
-    return "completed" if done else "in_progress"
 
 
 def batch_view(record: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
@@ -210,9 +96,14 @@ def batch_view(record: BatchRecord, progress: BatchProgress) -> dict[str, Any]:
             "failed": progress.failed,
         },
         "created_at": record.created_at,
+        "in_progress_at": record.in_progress_at,
         "deadline_at": record.deadline_at,
-        "cancelled_at": record.cancelled_at,
+        "expires_at": record.deadline_at,
+        "completed_at": record.completed_at,
+        "failed_at": record.failed_at,
         "expired_at": record.expired_at,
+        "cancelling_at": record.cancelling_at,
+        "cancelled_at": record.cancelled_at,
         "errors": record.error,
         "results_url": f"/v1/batches/{record.id}/results",
     }
@@ -293,14 +184,16 @@ def submit_batch(
     items: Any,
     deadline_s: Any = None,
     max_lines: int,
+    priority: int = 0,
 ) -> BatchRecord:
-    """Validate a whole batch, then store it and create + enqueue one run per line.
+    """Validate a whole batch, then store it with one run per line and send the workers its
+    start message.
 
     Raises :class:`ApiError`: 413 ``limit.batch_size`` past ``max_lines``; 422 with the
     pointer of the first bad line, program or deadline; 404/410 for the program reference.
-    Nothing is stored when it raises before the first run is created; if creating runs fails
-    half way, the batch ends ``failed``, its created lines are cancelled and the rest counted
-    failed.
+    Nothing is stored when it raises before the batch record is created; if creating runs
+    fails half way, the batch ends ``failed``, its created lines are cancelled and the rest
+    counted failed.
     """
     if isinstance(items, list) and len(items) > max_lines:
         raise ApiError(
@@ -326,100 +219,53 @@ def submit_batch(
     lines = parse_lines(items)
     resolved, label = submitter.resolve_program(tenant, program)
     _check_inputs(resolved, lines)
-    # pin the version resolved now, so every line runs the same program
-    ref = program if label == "inline" else label
+    # the body is stored once by its hash, so every line runs the version resolved now
+    phash = program_hash(resolved)
+    submitter.bodies.put(phash, resolved.model_dump(mode="json", by_alias=True, exclude_none=True))
     batch_id = "batch_" + uuid.uuid4().hex
     deadline_at = None if deadline_s is None else time.time() + float(deadline_s)
     record = batches.create(
         batch_id=batch_id,
         tenant=tenant.name,
         program=label,
+        program_hash=phash,
         total=len(lines),
         deadline_at=deadline_at,
     )
-    created: list[tuple[str, str]] = []
-    pushed = 0
     try:
-        for line in lines:
-            run = submitter.submit(
-                tenant,
-                {"program": ref, "inputs": line.inputs},
-                parent=batch_id,
-                limit_active=False,
-            ).run
-            created.append((line.custom_id, run.id))
-            if len(created) - pushed >= _PAGE:
-                batches.add_lines(batch_id, created[pushed:])
-                pushed = len(created)
+        batches.add_lines(
+            record,
+            [(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
+            priority=priority,
+        )
+        batches.start(batch_id)
+        if _s(batches.redis.hget(batches.key(batch_id), "cancelled")) == "1":
+            cancel_unfinished(batches, batch_id)  # cancelled while its lines were created
     except Exception as exc:
-        batches.add_lines(batch_id, created[pushed:])
-        _fail(batches, record, len(created), exc)
+        err = (
+            exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
+        )
+        fail_batch(batches, batch_id, err.to_body()["error"], total=len(lines))
         raise
-    batches.add_lines(batch_id, created[pushed:])
-    batches.update(batch_id, status="in_progress")
+    submitter.celery.send_task(
+        TASK_START, args=[batch_id], queue=queue_name(batches.prefix), priority=priority
+    )
     return batches.get(batch_id) or record
 
 
-def _fail(batches: BatchStore, record: BatchRecord, created: int, exc: Exception) -> None:
-    err = exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
-    batches.update(record.id, status="failed", error=json.dumps(err.to_body()["error"]))
-    for page in _run_ids(batches, record.id):
-        for run_id in _unfinished(batches, record.id, page):
-            batches.runs.request_cancel(run_id)
-    for i in range(created, record.total):
-        batches.runs.mark_batch_line(record.id, f"line:{i}", "failed")
-
-
-# -- reading, expiry and cancellation -----------------------------------------------------------
-
-
-def _run_ids(batches: BatchStore, batch_id: str) -> Iterator[list[tuple[str, str]]]:
-    start = 0
-    while True:
-        page = batches.lines(batch_id, start, start + _PAGE - 1)
-        if not page:
-            return
-        yield page
-        start += _PAGE
-
-
-def _unfinished(batches: BatchStore, batch_id: str, page: list[tuple[str, str]]) -> list[str]:
-    ids = [run_id for _, run_id in page]
-    marked = batches.redis.hmget(batches.runs.keys.batch_lines(batch_id), ids)
-    return [run_id for run_id, m in zip(ids, marked, strict=True) if m is None]
-
-
-def refresh_batch(batches: BatchStore, record: BatchRecord) -> tuple[BatchRecord, BatchProgress]:
-    """The batch and its progress, expiring it first if its deadline passed with lines not
-    final: each such line is counted ``expired`` (failed), then its run is cancelled."""
-    progress = batches.runs.batch_progress(record.id)
-    if (
-        record.deadline_at is None
-        or record.expired_at is not None
-        or record.status != "in_progress"
-        or progress.done >= record.total
-        or time.time() < record.deadline_at
-    ):
-        return record, progress
-    for page in _run_ids(batches, record.id):
-        for run_id in _unfinished(batches, record.id, page):
-            batches.runs.mark_batch_line(record.id, run_id, "expired")
-            batches.runs.request_cancel(run_id)
-    batches.update(record.id, expired_at=repr(time.time()))
-    fresh = batches.get(record.id) or record
-    return fresh, batches.runs.batch_progress(record.id)
+# -- cancellation and results -------------------------------------------------------------------
 
 
 def cancel_batch(batches: BatchStore, record: BatchRecord) -> None:
     """Cancel the lines not final yet (queued ones at once, running ones between steps);
-    finished lines keep their results. A batch already over is left as it is."""
+    finished lines keep their results. The batch is ``cancelling`` until every line is
+    final, then ``cancelled``. A batch already over is left as it is."""
     record, progress = refresh_batch(batches, record)
     if batch_status(record, progress) not in ("validating", "in_progress"):
         return
-    batches.update(record.id, cancelled="1", cancelled_at=repr(time.time()))
-    for page in _run_ids(batches, record.id):
-        for run_id in _unfinished(batches, record.id, page):
-            batches.runs.request_cancel(run_id)
+    batches.update(record.id, cancelled="1", cancelling_at=repr(time.time()))
+    cancel_unfinished(batches, record.id)
+    finalize(batches, record.id)
 
 
 _LINE_ERRORS = {
@@ -433,7 +279,7 @@ def result_rows(batches: BatchStore, batch_id: str) -> Iterator[str]:
     "status"}`` plus ``output`` (succeeded) or ``error: {code, message}`` (failed, cancelled,
     expired); lines not final yet have the status ``in_progress``."""
     runs = batches.runs
-    for page in _run_ids(batches, batch_id):
+    for page in batches.pages(batch_id):
         ids = [run_id for _, run_id in page]
         marked = batches.redis.hmget(runs.keys.batch_lines(batch_id), ids)
         pipe = batches.redis.pipeline()

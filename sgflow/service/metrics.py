@@ -10,8 +10,12 @@ What each metric means:
   excluded).
 - ``sgflow_runs_finished_total{status}`` (counter): runs that ended ``succeeded``,
   ``failed`` or ``cancelled``, whoever ended them (worker, reaper, cancel).
-- ``sgflow_steps_finished_total``, ``sgflow_step_latency_seconds_total`` (counters): top-level
-  steps the workers finished and the sum of their latencies (mean = ratio of the rates).
+- ``sgflow_steps_finished_total`` (counter): top-level steps the workers finished.
+- ``sgflow_step_latency_seconds`` (histogram): their latencies, buckets ``le`` 0.1, 0.25,
+  0.5, 1, 2.5, 5, 10, 30, 60, +Inf seconds (``_bucket``, ``_sum``, ``_count``; quantiles with
+  ``histogram_quantile``). ``sgflow_step_latency_seconds_total`` (untyped, kept for existing
+  dashboards) is the same sum as ``_sum``; it counts steps finished before the histogram
+  existed too.
 - ``sgflow_step_tokens_total{kind}`` (counter): ``prompt``, ``cached`` (prompt tokens served
   from the engine's prefix cache) and ``completion`` tokens of those steps.
 - ``sgflow_engine_up{engine}`` (gauge): 1 if ``/server_info`` answered within the timeout.
@@ -32,7 +36,13 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from sgflow.workers.store import RunStore
@@ -83,9 +93,17 @@ class SgflowCollector(Collector):
         yield CounterMetricFamily(
             "sgflow_steps_finished", "Top-level steps finished by workers", value=steps["count"]
         )
-        yield CounterMetricFamily(
+        buckets, latency_sum = self.store.stats.latency_histogram()
+        yield HistogramMetricFamily(
             "sgflow_step_latency_seconds",
-            "Sum of the latencies of finished steps",
+            "Latency of finished steps",
+            buckets=buckets,
+            sum_value=latency_sum,
+        )
+        # the name before the histogram existed; a counter would clash with the histogram's
+        yield UnknownMetricFamily(
+            "sgflow_step_latency_seconds_total",
+            "Sum of the latencies of finished steps (see sgflow_step_latency_seconds_sum)",
             value=steps["latency_sum"],
         )
         tokens = CounterMetricFamily(

@@ -85,19 +85,25 @@ class BodySizeLimitMiddleware:
 
     A ``Content-Length`` over the limit is answered before the app runs. A chunked body is
     counted as it is read; past the limit, reading raises inside the app and whatever the app
-    makes of that (FastAPI turns a failed body read into a 400) is replaced by the 413."""
+    makes of that (FastAPI turns a failed body read into a 400) is replaced by the 413.
+    ``path_limits`` (path → bytes) replaces ``max_bytes`` for those exact paths (the batch
+    upload's larger limit)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = {p.rstrip("/"): n for p, n in (path_limits or {}).items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(str(scope.get("path", "")).rstrip("/"), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(request_too_large(self.max_bytes))(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await error_response(request_too_large(limit))(scope, receive, send)
             return
         received = 0
         exceeded = False
@@ -108,7 +114,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
                     raise _TooLarge
             return message
@@ -127,4 +133,4 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await error_response(request_too_large(self.max_bytes))(scope, receive, send)
+            await error_response(request_too_large(limit))(scope, receive, send)

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     )
     max_concurrent_runs_per_tenant: int = Field(default=16, ge=1, description="default 16")
     max_batch_size: int = Field(default=10_000, ge=1, description="inputs per batch; default 10000")
+    max_batch_bytes: int = Field(
+        default=64 << 20,
+        ge=1024,
+        description="largest body of POST /v1/batches (JSON or JSONL), which is exempt from "
+        "max_request_bytes; default 64 MiB",
+    )
     result_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="how long finished runs are kept; default 7 days"
     )

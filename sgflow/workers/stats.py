@@ -7,6 +7,10 @@ Two hashes under the store's prefix (default ``sgflow:``):
   them: a worker, the reaper, a claim that gave up, or a cancel of a queued run).
 - ``<prefix>metrics:steps``: top-level steps the workers finished: ``count``,
   ``latency_sum`` (seconds), ``prompt_tokens``, ``cached_tokens``, ``completion_tokens``.
+- ``<prefix>metrics:step_latency``: the step-latency histogram: one field per bucket,
+  ``le=<bound>`` for :data:`LATENCY_BUCKETS` and ``le=+Inf``, each counting the steps whose
+  latency fell in that bucket only (the exporter makes them cumulative), plus ``sum``.
+  One ``HINCRBY`` per step, whatever the number of buckets.
 
 The counters are incremented right after the run store's atomic write, not inside it: a
 process that dies between the two under-counts by one. They never expire and only grow, like
@@ -22,9 +26,11 @@ import redis
 
 from sgflow.workers.records import as_str
 
-__all__ = ["STEP_FIELDS", "Stats"]
+__all__ = ["LATENCY_BUCKETS", "STEP_FIELDS", "Stats"]
 
 STEP_FIELDS = ("count", "latency_sum", "prompt_tokens", "cached_tokens", "completion_tokens")
+# upper bounds (seconds) of the step-latency histogram's buckets; +Inf is added
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class Stats:
@@ -34,9 +40,11 @@ class Stats:
         self.redis = redis_client
         self.runs_key = f"{prefix}metrics:runs"
         self.steps_key = f"{prefix}metrics:steps"
+        self.latency_key = f"{prefix}metrics:step_latency"
 
-    def run_submitted(self) -> None:
-        self.redis.hincrby(self.runs_key, "submitted", 1)
+    def run_submitted(self, n: int = 1) -> None:
+        """Count ``n`` (default 1) runs created by the API."""
+        self.redis.hincrby(self.runs_key, "submitted", n)
 
     def run_finished(self, status: str) -> None:
         self.redis.hincrby(self.runs_key, f"finished:{status}", 1)
@@ -46,7 +54,10 @@ class Stats:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(self.steps_key, "count", 1)
         if latency_s is not None:
-            pipe.hincrbyfloat(self.steps_key, "latency_sum", float(latency_s))
+            latency = float(latency_s)
+            pipe.hincrbyfloat(self.steps_key, "latency_sum", latency)
+            pipe.hincrby(self.latency_key, _bucket(latency), 1)
+            pipe.hincrbyfloat(self.latency_key, "sum", latency)
         for field in ("prompt_tokens", "cached_tokens", "completion_tokens"):
             value = usage.get(field)
             if isinstance(value, int) and value > 0:
@@ -60,6 +71,28 @@ class Stats:
         pipe.hgetall(self.steps_key)
         runs, steps = pipe.execute()
         return _floats(runs), {f: _floats(steps).get(f, 0.0) for f in STEP_FIELDS}
+
+    def latency_histogram(self) -> tuple[list[tuple[str, float]], float]:
+        """``([(le, cumulative count)] ending with "+Inf", sum)`` of the step latencies, as
+        Prometheus histograms are exported."""
+        raw = _floats(self.redis.hgetall(self.latency_key))
+        buckets: list[tuple[str, float]] = []
+        total = 0.0
+        for bound in [*(_le(b) for b in LATENCY_BUCKETS), "+Inf"]:
+            total += raw.get(f"le={bound}", 0.0)
+            buckets.append((bound, total))
+        return buckets, raw.get("sum", 0.0)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _bucket(latency: float) -> str:
+    for bound in LATENCY_BUCKETS:
+        if latency <= bound:
+            return f"le={_le(bound)}"
+    return "le=+Inf"
 
 
 def _floats(raw: Mapping[Any, Any]) -> dict[str, float]:

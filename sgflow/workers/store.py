@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -107,6 +107,45 @@ class RunStore:
         created it: ids must come from the service (unguessable), never from clients.
         ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any.
         """
+        raw = self._create_on(
+            self.redis,
+            run_id=run_id,
+            tenant=tenant,
+            program=program,
+            program_hash=program_hash,
+            inputs=inputs,
+            parent=parent,
+            priority=priority,
+        )
+        flat = [_s(x) for x in raw]
+        return Run.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def create_many(self, runs: Iterable[dict[str, Any]]) -> int:
+        """Store many queued runs in one pipeline (one round trip, each run still one atomic
+        script), exactly as :meth:`create` stores each; for batch lines. ``runs`` holds
+        :meth:`create`'s keyword arguments. Returns how many were sent."""
+        pipe = self.redis.pipeline(transaction=False)
+        n = 0
+        for run in runs:
+            self._create_on(pipe, **run)
+            n += 1
+        pipe.execute()
+        return n
+
+    def _create_on(
+        self,
+        client: Any,
+        *,
+        run_id: str,
+        tenant: str,
+        program: str,
+        program_hash: str,
+        inputs: dict[str, Any],
+        parent: str | None = None,
+        priority: int = 0,
+    ) -> Any:
+        """Run :data:`lua.CREATE` on ``client`` (the connection, or a pipeline that queues it);
+        returns the script's reply (``HGETALL`` of the run), or the pipeline."""
         now = self.clock()
         fields = {
             "id": run_id,
@@ -128,12 +167,11 @@ class RunStore:
             "cancel_requested": "0",
         }
         k = self.keys
-        raw = self._create(
+        return self._create(
             keys=[k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued],
             args=[run_id, repr(now), *[x for pair in fields.items() for x in pair]],
+            client=client,
         )
-        flat = [_s(x) for x in raw]
-        return Run.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
 
     def claim(self, run_id: str, worker: str) -> Claim | None:
         """Take a queued run, or a running one whose lease expired, for a new attempt.

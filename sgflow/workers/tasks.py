@@ -2,7 +2,13 @@
 
 ``celery -A sgflow.workers.tasks worker`` (what ``sgflow worker`` runs) imports this module;
 settings come from the environment: ``REDIS_URL``, ``SGFLOW_ENGINE_URL`` (an SGLang server or
-router), ``SGFLOW_PREFIX``, ``SGFLOW_LEASE_S``, ``SGFLOW_MAX_ATTEMPTS``.
+router), ``SGFLOW_PREFIX``, ``SGFLOW_LEASE_S``, ``SGFLOW_MAX_ATTEMPTS``,
+``SGFLOW_RESULT_TTL_S`` (finished runs and batches; default 7 days).
+
+Batches (:mod:`sgflow.workers.batches`): ``sgflow.batch_start`` warms a batch program's
+shared prefix on the engine, then sends one run message per queued line; after each run the
+task finalizes its batch if that was the last line; the reaper loop also sweeps batches
+(deadlines, finalization nobody asked for, creations the API never finished).
 """
 
 from __future__ import annotations
@@ -17,11 +23,21 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from sgflow.programs import SgflowEndpoint
+from sgflow.programs.compiler import compile_program, static_prefix
+from sgflow.programs.model import Program
+from sgflow.workers.batches import (
+    TASK_START,
+    BatchStore,
+    after_line,
+    queued_lines,
+    sweep,
+    warm_prefix,
+)
 from sgflow.workers.celery_app import TASK_RUN, make_celery, worker_id
 from sgflow.workers.runner import ProgramBodies, Runner
 from sgflow.workers.store import RunStore
 
-__all__ = ["announce", "app", "enqueue", "reap_once", "run_task"]
+__all__ = ["announce", "app", "batch_start_task", "enqueue", "reap_once", "run_task", "sweep_once"]
 
 log = logging.getLogger("sgflow.workers.tasks")
 
@@ -40,8 +56,9 @@ def _runner() -> Runner:
         prefix=prefix,
         lease_s=float(os.environ.get("SGFLOW_LEASE_S", "30")),
         max_attempts=int(os.environ.get("SGFLOW_MAX_ATTEMPTS", "3")),
+        result_ttl_s=int(os.environ.get("SGFLOW_RESULT_TTL_S", str(7 * 24 * 3600))),
     )
-    url = os.environ.get("SGFLOW_ENGINE_URL", "http://127.0.0.1:30000")
+    url = _engine_url()
     return Runner(
         store,
         ProgramBodies(client, prefix=prefix),
@@ -54,7 +71,46 @@ def _runner() -> Runner:
 def run_task(run_id: str) -> str:
     outcome = _runner().run(run_id)
     log.info("run task done", extra={"run_id": run_id, "outcome": outcome})
+    try:
+        after_line(_batches(), run_id)  # finalize the batch if this was its last line
+    except Exception:
+        log.exception("finalizing a batch failed", extra={"run_id": run_id})
     return outcome
+
+
+def _engine_url() -> str:
+    return os.environ.get("SGFLOW_ENGINE_URL", "http://127.0.0.1:30000")
+
+
+@cache
+def _batches() -> BatchStore:
+    return BatchStore(_runner().store)
+
+
+@app.task(name=TASK_START, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+def batch_start_task(batch_id: str) -> int:
+    """Warm the batch program's shared prefix once (best effort: a failure only loses the
+    warm cache), then send a message for every line still queued; returns how many."""
+    batches = _batches()
+    record = batches.get(batch_id)
+    if record is None:
+        return 0
+    prefix = None
+    body = _runner().bodies.get(record.program_hash)
+    try:
+        prefix = static_prefix(compile_program(Program.model_validate(body))) if body else None
+    except Exception:
+        log.exception("no prefix to warm", extra={"batch_id": batch_id})
+    if prefix is not None:
+        warm_prefix(_engine_url(), prefix)
+    sent = 0
+    with app.producer_or_acquire() as producer:
+        for page in queued_lines(batches, batch_id):
+            for run_id in page:
+                run_task.apply_async(args=[run_id], producer=producer)
+                sent += 1
+    log.info("batch fanned out", extra={"batch_id": batch_id, "lines": sent})
+    return sent
 
 
 _reaper_stop = threading.Event()
@@ -74,6 +130,11 @@ def _start_reaper(**_: Any) -> None:
                     log.warning("reaped run", extra={"run_id": run_id, "outcome": outcome})
             except Exception:
                 log.exception("reaper pass failed")
+            try:
+                for batch_id, outcome in sweep_once():
+                    log.info("swept batch", extra={"batch_id": batch_id, "outcome": outcome})
+            except Exception:
+                log.exception("batch sweep failed")
 
     threading.Thread(target=loop, name="sgflow-reaper", daemon=True).start()
 
@@ -112,3 +173,9 @@ def reap_once() -> list[tuple[str, str]]:
         enqueue(run_id)
         outcomes.append((run_id, "resent"))
     return outcomes
+
+
+def sweep_once() -> list[tuple[str, str]]:
+    """One batch sweep (:func:`sgflow.workers.batches.sweep`): expire batches past their
+    deadline, finalize batches whose lines are all final, fail abandoned creations."""
+    return sweep(_batches())

@@ -92,6 +92,14 @@ def test_metrics_read_the_store_and_the_engines(
     assert m[("sgflow_runs_finished_total", (("status", "failed"),))] == 0
     assert m[("sgflow_steps_finished_total", ())] == 2
     assert m[("sgflow_step_latency_seconds_total", ())] == 2.0
+    bucket = "sgflow_step_latency_seconds_bucket"
+    assert m[(bucket, (("le", "0.25"),))] == 0
+    assert m[(bucket, (("le", "0.5"),))] == 1
+    assert m[(bucket, (("le", "1.0"),))] == 1
+    assert m[(bucket, (("le", "2.5"),))] == 2
+    assert m[(bucket, (("le", "+Inf"),))] == 2
+    assert m[("sgflow_step_latency_seconds_count", ())] == 2
+    assert m[("sgflow_step_latency_seconds_sum", ())] == 2.0
     assert m[("sgflow_step_tokens_total", (("kind", "prompt"),))] == 120
     assert m[("sgflow_step_tokens_total", (("kind", "cached"),))] == 40
     assert m[("sgflow_step_tokens_total", (("kind", "completion"),))] == 10

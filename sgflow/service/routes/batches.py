@@ -132,8 +132,10 @@ def create_batch(
     """JSON ``{"program": "name@version" | {inline}, "inputs": [{"custom_id", "inputs"}],
     "deadline_s": optional}``, or JSONL lines ``{"custom_id", "inputs"}`` with
     ``?program=name@version``. Every line is validated before any run is created (422 with
-    the line's pointer, e.g. ``/inputs/3/custom_id``); 413 ``limit.batch_size`` past the
-    limit. Answers 202 with the batch."""
+    the line's pointer, e.g. ``/inputs/3/custom_id``); 413 ``limit.batch_size`` past
+    ``max_batch_size`` lines, 413 ``limit.request_size`` past ``max_batch_bytes``. Answers
+    202 with the batch, ``in_progress``: every line's run exists; the workers warm the
+    program's shared prefix, then start the lines."""
     data = body.data
     if not isinstance(data, dict):
         raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
@@ -151,7 +153,7 @@ def create_batch(
         deadline_s=data.get("deadline_s"),
         max_lines=settings.max_batch_size,
     )
-    view = batch_view(record, batches.runs.batch_progress(record.id))
+    view = batch_view(record, batches.progress(record.id))
     return JSONResponse(view, status_code=202, headers={"Location": f"/v1/batches/{record.id}"})
 
 
@@ -175,7 +177,7 @@ def cancel(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
     ``cancelling`` until every line is final, then ``cancelled``."""
     cancel_batch(batches, record)
     fresh = batches.get(record.id) or record
-    return batch_view(fresh, batches.runs.batch_progress(record.id))
+    return batch_view(fresh, batches.progress(record.id))
 
 
 @router.get("", summary="The caller's batches, newest first")
@@ -185,7 +187,10 @@ def list_batches(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    records, has_more = batches.list(tenant.name, limit=limit, after=after)
+    listed = batches.list(tenant.name, limit=limit, after=after)
+    if listed is None:
+        raise ApiError(422, "request.invalid", f"there is no batch {after}", field="query:after")
+    records, has_more = listed
     data = [batch_view(*refresh_batch(batches, r)) for r in records]
     return {
         "object": "list",
