@@ -32,14 +32,14 @@ def command(service: dict[str, Any]) -> list[str]:
 
 def test_topology(compose: dict[str, Any]) -> None:
     s = services(compose)
-    assert set(s) == {"redis", "sglang", "engine", "api", "worker", "flower"}
+    assert set(s) == {"redis", "sglang", "engine", "router", "api", "worker", "flower"}
     assert s["sglang"]["profiles"] == ["gpu"] and s["engine"]["profiles"] == ["cpu"]
     assert s["sglang"]["image"].startswith("lmsysorg/sglang")
     gpu = s["sglang"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
     assert command(s["sglang"])[:3] == ["python", "-m", "sglang.launch_server"]
     assert s["worker"]["deploy"]["replicas"] >= 1
-    for name in ("engine", "api", "worker", "flower"):
+    for name in ("engine", "router", "api", "worker", "flower"):
         assert s[name]["build"] == ".", name
     assert (ROOT / "Dockerfile").is_file()
     for name in ("api", "worker", "flower"):
@@ -57,7 +57,13 @@ def test_redis_is_durable(compose: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("service", "probe"),
-    [("api", "/healthz"), ("engine", "/health"), ("sglang", "/health"), ("redis", "ping")],
+    [
+        ("api", "/healthz"),
+        ("engine", "/health"),
+        ("sglang", "/health"),
+        ("router", "/readiness"),
+        ("redis", "ping"),
+    ],
 )
 def test_healthchecks(compose: dict[str, Any], service: str, probe: str) -> None:
     assert probe in " ".join(services(compose)[service]["healthcheck"]["test"])
@@ -79,6 +85,26 @@ def test_every_sgflow_command_exists_in_the_cli(compose: dict[str, Any]) -> None
     assert seen == {"engine", "serve", "worker"}
 
 
+def test_router_command_parses_with_sglang_router(compose: dict[str, Any]) -> None:
+    """The router's command line, with compose's and the shell's substitutions done, is
+    accepted by sglang-router's own argument parser."""
+    from sglang_router.launch_router import parse_router_args
+
+    router = services(compose)["router"]
+    argv = command(router)
+    assert argv[:2] == ["sh", "-c"]
+    env = {k: v.split(":-", 1)[1].rstrip("}") for k, v in router["environment"].items()}
+    line = argv[2].replace("$$", "$")
+    for name, value in env.items():
+        line = line.replace(f'"${name}"', value).replace(f"${name}", value)
+    words = shlex.split(line)
+    assert words[:4] == ["exec", "python", "-m", "sglang_router.launch_router"]
+    args = parse_router_args(words[4:])
+    assert args.policy == "cache_aware"
+    assert args.worker_urls == ["http://engine:30000"]
+    assert args.port == 30100
+
+
 def test_environment_is_consistent(compose: dict[str, Any]) -> None:
     s = services(compose)
     envs = {name: s[name]["environment"] for name in ("api", "worker", "flower")}
@@ -88,5 +114,5 @@ def test_environment_is_consistent(compose: dict[str, Any]) -> None:
     api, worker = envs["api"], envs["worker"]
     # the engine the workers call is one of those the API checks and scrapes
     assert worker["SGFLOW_ENGINE_URL"] in api["SGFLOW_ENGINE_URLS"].split(",")
-    assert worker["SGFLOW_ENGINE_URL"].endswith("http://engine:30000}")
+    assert worker["SGFLOW_ENGINE_URL"].endswith("http://router:30100}")
     assert len({env["SGFLOW_PREFIX"] for env in envs.values()}) == 1

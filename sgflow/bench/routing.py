@@ -1,9 +1,9 @@
 """``sgflow bench routing``: two engine replicas behind sglang-router, cache_aware ÷ round_robin.
 
-Four programs, each with its own ~600-token system prompt, are run in a seeded random
+Four programs, each with its own ~520-token system prompt, are run in a seeded random
 interleaving (the same order for both policies) by two concurrent clients, the way two
 workers would, through the executor against the router's URL. Each engine's KV memory is
-sized to hold about two of the four prefixes (``--cache-mb``): the working set is larger
+sized to hold about two of the four prefixes (``--cache-mb 30 --ctx 1024``): the working set is larger
 than one replica's cache, which is when routing matters (with caches that hold everything,
 every policy converges to all hits after the first pass). Between policies the router is
 restarted and both engines' caches are flushed.
@@ -31,12 +31,14 @@ from sgflow.programs.model import Program
 __all__ = ["run"]
 
 COMPANIES = ["Arkwright Freight", "Bellhaven Mills", "Corvid Optics", "Dunlin Energy"]
-CACHE_MB = 40  # ~1,800 KV cells per engine: two 600-token prefixes and the running requests
+# ~1,360 KV cells per engine (23,040 B each): two ~520-token prefixes and the running requests.
+# --ctx lowers the engine's floor of one full context of cells.
+ENGINE_ARGS = ("--cache-mb", "30", "--ctx", "1024")
 CLIENTS = 2
 
 
-def system_prompt(company: str, n_facts: int = 24) -> str:
-    """About 600 tokens of facts that belong to one company only."""
+def system_prompt(company: str, n_facts: int = 16) -> str:
+    """About 520 tokens of facts that belong to one company only."""
     seed = sum(map(ord, company))
     facts = [
         f"Record {i}: {company} depot {seed % 97 + i} shipped {13 + (seed * i) % 911} crates "
@@ -52,7 +54,7 @@ def program(index: int) -> dict[str, Any]:
         "version": 1,
         "inputs": {
             "type": "object",
-            "properties": {"record": {"type": "integer"}},
+            "properties": {"record": {"type": "integer", "minimum": 1, "maximum": 16}},
             "required": ["record"],
         },
         "system": system_prompt(COMPANIES[index]),
@@ -68,7 +70,7 @@ def program(index: int) -> dict[str, Any]:
 
 def schedule(n_runs: int, seed: int = 7) -> list[tuple[int, int]]:
     """``(program index, record)`` per run: every program equally often, seeded shuffle."""
-    order = [(i % len(COMPANIES), 1 + (i * 5) % 24) for i in range(n_runs)]
+    order = [(i % len(COMPANIES), 1 + (i * 5) % 16) for i in range(n_runs)]
     random.Random(seed).shuffle(order)
     return order
 
@@ -108,15 +110,15 @@ def measure(router_url: str, order: list[tuple[int, int]]) -> dict[str, Any]:
 
 
 def run(*, quick: bool) -> Report:
-    n_runs = 24 if quick else 80
+    n_runs = 20 if quick else 80
     order = schedule(n_runs)
-    report = Report("routing", raw={"runs": n_runs, "cache_mb": CACHE_MB, "clients": CLIENTS})
+    report = Report("routing", raw={"runs": n_runs, "engine_args": ENGINE_ARGS, "clients": CLIENTS})
     results: dict[str, dict[str, Any]] = {}
     with TemporaryDirectory(prefix="sgflow-bench-routing-") as tmp:
         engines = Cluster(
             ClusterConfig(
                 replicas=2,
-                engine_args=("--cache-mb", str(CACHE_MB)),
+                engine_args=ENGINE_ARGS,
                 router=False,
                 workers=0,
                 api=False,
