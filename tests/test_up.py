@@ -41,7 +41,10 @@ PROGRAM = {
             "id": "quay",
             "user": "At which quay did record {{ inputs.record }} berth? Reply with a digit.",
             "gen": {"regex": "[0-9]", "max_tokens": 2},
-        }
+        },
+        # select scores its choices with a list prompt, which sglang-router refuses (422):
+        # SgflowEndpoint sends one request per choice
+        {"id": "sure", "user": "Are you sure?", "select": ["yes", "no"]},
     ],
 }
 
@@ -120,6 +123,7 @@ def test_up_single_engine_with_embedded_valkey(tmp_path: Path) -> None:
         run = up.run({"record": 3})
         assert run["status"] == "succeeded", run
         assert re.fullmatch(r"[0-9]", run["output"]["quay"])
+        assert run["output"]["sure"] in ("yes", "no")
         assert (tmp_path / "data" / "valkey").is_dir()
     assert up.proc.returncode == 0
     assert "router" not in "".join(up.log)
@@ -136,6 +140,7 @@ def test_up_replicas_behind_cache_aware_router(tmp_path: Path, prefix_env: dict[
         first = up.run({"record": 4})
         second = up.run({"record": 11})
         assert first["status"] == second["status"] == "succeeded", (first, second)
+        assert second["output"]["sure"] in ("yes", "no")
         prompt = second["trace"][0]["prompt_tokens"]
         cached = second["trace"][0]["cached_tokens"]
         # the ~600-token system prompt was cached by the first run, on the same replica
