@@ -103,7 +103,7 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class Event:
     """One Server-Sent Event of a run: ``id`` (for ``Last-Event-ID``), ``kind``
-    (``run.queued``, ``step.finished``, …) and its ``data``."""
+    (``run.queued``, ``step.delta``, ``step.finished``, …) and its ``data``."""
 
     id: str | None
     kind: str
@@ -161,9 +161,12 @@ def _submit(
     inputs: Json,
     idempotency_key: str | None,
     priority: int,
+    deadline_s: float | None = None,
 ) -> _Op[Json]:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    body = {"program": program, "inputs": inputs, "priority": priority}
+    body: Json = {"program": program, "inputs": inputs, "priority": priority}
+    if deadline_s is not None:
+        body["deadline_s"] = deadline_s
     return _one(_Call("POST", "/v1/runs", json=body, headers=headers))
 
 
@@ -328,9 +331,12 @@ class Client:
         *,
         idempotency_key: str | None = None,
         priority: int = 0,
+        deadline_s: float | None = None,
     ) -> Json:
-        """Submit a run of ``program`` (``name@version`` or an inline dict); the queued run."""
-        return self._run(_submit(program, inputs, idempotency_key, priority))
+        """Submit a run of ``program`` (``name@version`` or an inline dict); the queued run.
+        ``deadline_s``: seconds it has to finish, else it fails with
+        ``run.deadline_exceeded``."""
+        return self._run(_submit(program, inputs, idempotency_key, priority, deadline_s))
 
     def get_run(self, run_id: str) -> Json:
         return self._run(_one(_Call("GET", f"/v1/runs/{run_id}")))
@@ -460,8 +466,9 @@ class AsyncClient:
         *,
         idempotency_key: str | None = None,
         priority: int = 0,
+        deadline_s: float | None = None,
     ) -> Json:
-        return await self._run(_submit(program, inputs, idempotency_key, priority))
+        return await self._run(_submit(program, inputs, idempotency_key, priority, deadline_s))
 
     async def get_run(self, run_id: str) -> Json:
         return await self._run(_one(_Call("GET", f"/v1/runs/{run_id}")))

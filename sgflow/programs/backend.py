@@ -1,21 +1,44 @@
-"""The SGLang backend programs run on: ``RuntimeEndpoint`` with two fixes.
+"""The SGLang backend programs run on: ``RuntimeEndpoint`` with three fixes.
 
 - ``chat_template_name`` defaults to ChatML (SmolLM2's format): the frontend would otherwise
   guess from the model path and fall back to a generic template for a ``.gguf`` name.
+- list prompts (``select``): sent one request per item, which sglang-router accepts.
 - EBNF: sglang 0.4.10's ``gen`` has no ``ebnf`` argument and ``to_srt_kwargs`` drops it, so
   the compiler hands EBNF over as a marked ``regex`` and this backend sends it as SGLang's
   ``ebnf`` sampling parameter on the wire.
+
+And one addition: **streamed generation with a delta sink**. While a sink is registered for
+a state (:meth:`SgflowEndpoint.deltas`), ``generate`` uses the streaming ``/generate``
+(``"stream": true``), hands the sink each piece of new text, and returns what the plain call
+returns (the final text and ``meta_info``). A sink that raises stops the generation: the
+HTTP response is closed, and the engine cancels the sequence when its client goes away.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
+import requests
+from sglang.global_config import global_config
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint
 
-__all__ = ["SgflowEndpoint", "ebnf_regex"]
+__all__ = ["DeltaSink", "SgflowEndpoint", "ebnf_regex"]
 
 _EBNF_MARK = "\x00sgflow-ebnf\x00"
+_PASSED_THROUGH = (
+    "return_logprob",
+    "logprob_start_len",
+    "top_logprobs_num",
+    "return_text_in_logprobs",
+)
+_STREAM_TIMEOUT_S = (10.0, 600.0)  # connect; the longest wait for the next chunk
+
+# called with each piece of new text, then once with final=True (the rest, maybe "")
+DeltaSink = Callable[[str, bool], None]
 
 
 def ebnf_regex(grammar: str) -> str:
@@ -36,14 +59,142 @@ def _route_ebnf(sampling_params: Any) -> None:
     sampling_params.to_srt_kwargs = to_srt_kwargs
 
 
+def _stop_strings(sampling_params: Any) -> list[str]:
+    stop = getattr(sampling_params, "stop", None) or ()
+    return [stop] if isinstance(stop, str) else [x for x in stop if isinstance(x, str)]
+
+
+class _Pieces:
+    """Turns the cumulative texts of a stream into pieces for a sink. The last
+    ``holdback`` characters (the longest stop string) are held until the end, since the
+    engine trims a stop string once it is complete: the pieces always add up to the text
+    the generation returns."""
+
+    def __init__(self, sink: DeltaSink, holdback: int) -> None:
+        self.sink = sink
+        self.holdback = holdback
+        self.sent = ""
+
+    def update(self, text: str) -> None:
+        safe = text[: max(0, len(text) - self.holdback)]
+        if len(safe) > len(self.sent) and safe.startswith(self.sent):
+            piece, self.sent = safe[len(self.sent) :], safe
+            self.sink(piece, False)
+
+    def finish(self, text: str) -> None:
+        self.sink(text[len(self.sent) :] if text.startswith(self.sent) else "", True)
+
+
 class SgflowEndpoint(RuntimeEndpoint):  # type: ignore[misc]
     def __init__(self, base_url: str, *, chat_template_name: str = "chatml", **kwargs: Any) -> None:
         super().__init__(base_url, chat_template_name=chat_template_name, **kwargs)
+        self._sinks: dict[int, DeltaSink] = {}
+
+    @contextmanager
+    def deltas(self, state: Any, sink: DeltaSink) -> Iterator[None]:
+        """While the block runs, generations of ``state`` (a ``ProgramState`` or its
+        ``StreamExecutor``) are streamed into ``sink``. Keyed by the state, not the thread:
+        the frontend generates on each state's own worker thread."""
+        key = id(getattr(state, "stream_executor", state))
+        self._sinks[key] = sink
+        try:
+            yield
+        finally:
+            self._sinks.pop(key, None)
 
     def generate(self, s: Any, sampling_params: Any) -> Any:
         _route_ebnf(sampling_params)
-        return super().generate(s, sampling_params)
+        sink = self._sinks.get(id(s))
+        if sink is None:
+            return super().generate(s, sampling_params)
+        return self._generate_streamed(s, sampling_params, sink)
 
     def generate_stream(self, s: Any, sampling_params: Any) -> Any:
         _route_ebnf(sampling_params)
         return super().generate_stream(s, sampling_params)
+
+    def _generate_http_request(self, s: Any, data: dict[str, Any]) -> Any:
+        """A list prompt (``select`` scores its choices with one) is sent as one request per
+        item: sglang-router 0.3.2 answers 422 to list ``text``, and single requests that
+        share a prefix are routed to the same engine and batched there anyway."""
+        key = "text" if isinstance(data.get("text"), list) else None
+        ids = data.get("input_ids")
+        if key is None and isinstance(ids, list) and ids and isinstance(ids[0], list):
+            key = "input_ids"
+        if key is None:
+            return super()._generate_http_request(s, data)
+        items = data[key]
+
+        def one(item: Any) -> Any:
+            return RuntimeEndpoint._generate_http_request(self, s, {**data, key: item})
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(items)))) as pool:
+            return list(pool.map(one, items))
+
+    def _generate_streamed(
+        self, s: Any, sampling_params: Any, sink: DeltaSink
+    ) -> tuple[str, dict[str, Any]]:
+        """``generate`` over the streaming API: the same request plus ``"stream": true``."""
+        self._handle_dtype_to_regex(sampling_params)
+        data = self._payload(s, sampling_params)
+        pieces = _Pieces(sink, max((len(x) for x in _stop_strings(sampling_params)), default=0))
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        with requests.post(
+            self.base_url + "/generate",
+            json=data,
+            stream=True,
+            headers=headers,
+            timeout=_STREAM_TIMEOUT_S,
+            verify=self.verify if self.verify is not None else True,
+        ) as res:
+            self._assert_success(res)
+            text, meta = _read_stream(res, pieces)
+        pieces.finish(text)
+        return text, meta
+
+    def _payload(self, s: Any, sampling_params: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "text": s.text_,
+            "sampling_params": {
+                "skip_special_tokens": global_config.skip_special_tokens_in_output,
+                "spaces_between_special_tokens": global_config.spaces_between_special_tokens_in_out,
+                **sampling_params.to_srt_kwargs(),
+            },
+            "stream": True,
+        }
+        for item in _PASSED_THROUGH:
+            value = getattr(sampling_params, item, None)
+            if value is not None:
+                data[item] = value
+        self._add_images(s, data)
+        return data
+
+
+def _lines(res: requests.Response) -> Iterator[bytes]:
+    """The lines of a response as its bytes arrive (``iter_lines`` waits for 512 bytes)."""
+    pending = b""
+    for chunk in res.iter_content(chunk_size=None):
+        *lines, pending = (pending + chunk).split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def _read_stream(res: requests.Response, pieces: _Pieces) -> tuple[str, dict[str, Any]]:
+    """The final text and meta_info of an SSE ``/generate`` stream (cumulative texts),
+    feeding ``pieces`` on the way; raises ``RuntimeError`` if it ends without a result."""
+    text: str | None = None
+    meta: dict[str, Any] = {}
+    for line in _lines(res):
+        if not line.startswith(b"data:"):
+            continue
+        body = line[5:].strip()
+        if body == b"[DONE]":
+            break
+        chunk = json.loads(body)
+        text, meta = chunk["text"], chunk["meta_info"]
+        if not meta.get("finish_reason"):
+            pieces.update(text)
+    if text is None or not meta.get("finish_reason"):
+        raise RuntimeError("the engine's stream ended before the generation finished")
+    return text, meta

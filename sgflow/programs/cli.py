@@ -42,6 +42,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--engine", help="URL of an SGLang server (default: start the embedded one)")
     p.add_argument("--concurrency", type=int, default=4, help="batch runs in flight (default 4)")
     p.add_argument("--trace", action="store_true", help="print the per-step trace")
+    p.add_argument(
+        "--live", action="store_true", help="print each step's text to stderr as it is generated"
+    )
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
 
@@ -141,7 +144,9 @@ def run_run(args: argparse.Namespace) -> int:
     with _endpoint(args.engine) as endpoint:
         if args.inputs_jsonl:
             return _run_batch(ir, endpoint, args)
-        result = execute(ir, _inputs(args), endpoint)
+        result = execute(
+            ir, _inputs(args), endpoint, on_event=_live_printer() if args.live else None
+        )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -152,6 +157,26 @@ def run_run(args: argparse.Namespace) -> int:
         else:
             print(f"run failed: {json.dumps(result.error, ensure_ascii=False)}", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _live_printer() -> Any:
+    """An event sink that writes streamed step text to stderr, a ``step> `` header first."""
+    current: list[Any] = [None]
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        key = (data.get("step"), data.get("branch"))
+        if kind == "step.delta":
+            if current[0] != key:
+                branch = "" if key[1] is None else f"[{key[1]}]"
+                sys.stderr.write(("\n" if current[0] else "") + f"{key[0]}{branch}> ")
+                current[0] = key
+            sys.stderr.write(str(data.get("text") or ""))
+            sys.stderr.flush()
+        elif kind == "step.finished" and current[0] is not None:
+            sys.stderr.write("\n")
+            current[0] = None
+
+    return on_event
 
 
 def _print_trace(result: Any) -> None:

@@ -6,14 +6,21 @@ fork of the conversation so that a failed attempt never enters it: on an invalid
 truncated value the program's policy fails the run, retries the step, or repairs it (the
 step is regenerated under its grammar, on the warm prefix, with the validation error in the
 prompt). Attempts are bounded per step and completion tokens per run.
+
+With an event sink, generated steps (free text and constrained, not ``select``) are
+streamed: ``step.delta`` events ``{"step", "branch", "attempt", "text"}`` carry the text
+generated since the previous delta, at most one per :data:`DELTA_INTERVAL_S`, and add up to
+the attempt's text. An exception the sink raises on a delta (a cancellation, a deadline)
+stops the generation at once and ends the run with that exception.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,10 +33,11 @@ from sgflow.programs.errors import RunError
 from sgflow.programs.ir import Constraint, GenOp, ProgramIR, StepIR
 from sgflow.programs.templates import TemplateFailure, evaluate, render, render_value
 
-__all__ = ["RunResult", "StepTrace", "execute", "validation_errors"]
+__all__ = ["DELTA_INTERVAL_S", "RunResult", "StepTrace", "execute", "validation_errors"]
 
 EventSink = Callable[[str, dict[str, Any]], None]
 MAX_FORK_ITEMS = 32
+DELTA_INTERVAL_S = 0.25
 
 
 @dataclass
@@ -74,6 +82,34 @@ def validation_errors(value: Any, schema: dict[str, Any], limit: int = 5) -> lis
     ]
 
 
+class _Deltas:
+    """The ``step.delta`` events of one generation: pieces of text are batched and sent at
+    most every ``interval_s`` (and the rest at the end). An exception raised by the event
+    sink is kept in ``error`` and raised again into the backend, which stops generating."""
+
+    def __init__(
+        self, emit: EventSink, step: str, branch: int | None, attempt: int, interval_s: float
+    ) -> None:
+        self.emit = emit
+        self.head = {"step": step, "branch": branch, "attempt": attempt}
+        self.interval_s = interval_s
+        self.pending = ""
+        self.sent_at = time.monotonic()
+        self.error: BaseException | None = None
+
+    def __call__(self, text: str, final: bool) -> None:
+        self.pending += text
+        now = time.monotonic()
+        if not self.pending or (not final and now - self.sent_at < self.interval_s):
+            return
+        piece, self.pending, self.sent_at = self.pending, "", now
+        try:
+            self.emit("step.delta", {**self.head, "text": piece})
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
 class _Run:
     def __init__(
         self,
@@ -82,9 +118,13 @@ class _Run:
         on_event: EventSink | None,
         started: float,
         completed: dict[str, dict[str, Any]] | None = None,
+        endpoint: Any = None,
     ) -> None:
         self.ir = ir
         self.completed = completed or {}
+        # deltas need a sink to go to and an endpoint that streams
+        self.streams = on_event is not None and hasattr(endpoint, "deltas")
+        self.endpoint = endpoint
         self.on_event = on_event or (lambda kind, data: None)
         self.started = started
         self.trace: list[StepTrace] = []
@@ -180,8 +220,9 @@ class _Run:
         trace.constraint = c.origin or c.kind
         if c.kind == "free":
             t0 = time.perf_counter()
-            s += sgl.assistant(self._gen_expr(step.id, gen, gen.temperature))
-            text = self._value(s, step.id, step.id)
+            with self._streamed(s, trace, attempt=1):
+                s += sgl.assistant(self._gen_expr(step.id, gen, gen.temperature))
+                text = self._value(s, step.id, step.id)
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = 1
             self._account(trace, s.get_meta_info(step.id))
@@ -191,8 +232,9 @@ class _Run:
         for attempt in range(1, self.ir.max_attempts + 1):
             name = f"{step.id}__{attempt}"
             t0 = time.perf_counter()
-            branch += sgl.assistant(self._gen_expr(name, gen, temperature))
-            text = self._value(branch, name, step.id)
+            with self._streamed(branch, trace, attempt=attempt):
+                branch += sgl.assistant(self._gen_expr(name, gen, temperature))
+                text = self._value(branch, name, step.id)
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = attempt
             meta = branch.get_meta_info(name) or {}
@@ -221,6 +263,23 @@ class _Run:
             step=step.id,
             details=trace.validation_errors,
         )
+
+    @contextmanager
+    def _streamed(self, state: Any, trace: StepTrace, *, attempt: int) -> Iterator[None]:
+        """Stream the generation of ``state`` inside the block as ``step.delta`` events. If
+        the event sink stopped it (by raising), its exception replaces the engine error
+        that the stopped generation leaves behind."""
+        if not self.streams:
+            yield
+            return
+        deltas = _Deltas(self.on_event, trace.step, trace.branch, attempt, DELTA_INTERVAL_S)
+        try:
+            with self.endpoint.deltas(state, deltas):
+                yield
+        except RunError:
+            if deltas.error is not None:
+                raise deltas.error from None
+            raise
 
     def _dynamic(self, gen: GenOp, step: str) -> GenOp:
         """Resolve a run-time JSON Schema (``json_schema_from``) and check it like a static one."""
@@ -424,9 +483,14 @@ def execute(
     ``completed`` maps top-level step ids to checkpoints ``{"value", "text", "skipped"}``
     from the ``step.finished`` events of an earlier attempt: those steps are put back into
     the conversation and not generated again (their trace status is ``resumed``).
+
+    ``on_event(kind, data)`` receives ``step.started``, ``step.delta`` (streamed text),
+    ``step.invalid`` and ``step.finished``; a :class:`RunError` it raises ends the run with
+    that error (raised on a ``step.delta``, it also stops the generation in progress); any
+    other exception it raises propagates.
     """
     started = time.monotonic()
-    run = _Run(ir, on_event=on_event, started=started, completed=completed)
+    run = _Run(ir, on_event=on_event, started=started, completed=completed, endpoint=endpoint)
     error: dict[str, Any] | None = None
     output: Any = None
     try:

@@ -59,6 +59,11 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--inputs", metavar="FILE", help="a JSON file with the inputs object")
     p.add_argument("--priority", type=int, default=0, help="0..9 (default 0)")
+    p.add_argument(
+        "--deadline-s",
+        type=float,
+        help="seconds the run has to finish, else it fails with run.deadline_exceeded",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run and print its output")
     p.add_argument("--timeout", type=float, default=600, help="seconds --wait waits (default 600)")
     p = subparsers.add_parser("status", parents=[common], help="show a run")
@@ -66,6 +71,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the run as JSON")
     p = subparsers.add_parser("watch", parents=[common], help="follow a run's steps live")
     p.add_argument("run_id")
+    p.add_argument("--no-text", action="store_true", help="do not print the generated text")
     p = subparsers.add_parser("batch", parents=[common], help="run a program over JSONL inputs")
     p.add_argument("program", help="name@version, or a .yaml/.json file with an inline program")
     p.add_argument(
@@ -89,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 return _status(client, args.run_id, as_json=args.json)
             if args.command == "batch":
                 return _batch(client, args)
-            return _watch(client, args.run_id)
+            return _watch(client, args.run_id, text=not args.no_text)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _submit(client: Client, args: argparse.Namespace) -> int:
     inputs = _inputs(args.input, args.inputs)
-    run = client.submit(_program(args.program), inputs, priority=args.priority)
+    run = client.submit(
+        _program(args.program), inputs, priority=args.priority, deadline_s=args.deadline_s
+    )
     if not args.wait:
         print(run["id"])
         return 0
@@ -124,17 +132,48 @@ def _status(client: Client, run_id: str, *, as_json: bool) -> int:
     return _report(run) if run["status"] in RUN_FINAL else 0
 
 
-def _watch(client: Client, run_id: str) -> int:
-    """Print each step as it starts and finishes; reconnects with ``Last-Event-ID``."""
+def _watch(client: Client, run_id: str, *, text: bool = True) -> int:
+    """Print each step as it starts and finishes and, with ``text``, the text it generates as
+    it comes (``step.delta``, on stderr); reconnects with ``Last-Event-ID``."""
+    live = _LiveText()
     for event in client.events(run_id):
         kind, data = event.kind, event.data
+        if kind == "step.delta":
+            if text:
+                live.write(f"{data.get('step')}{_branch(data)}", str(data.get("text") or ""))
+            continue
+        live.end()
         if kind == "step.started":
             print(f"{data.get('step')}{_branch(data)}: started", flush=True)
         elif kind == "step.finished":
             print(_step_line(f"{data.get('step')}{_branch(data)}", data), flush=True)
         elif kind in ("run.started", "run.requeued", "run.resumed"):
             print(f"{kind.removeprefix('run.')} (attempt {data.get('attempt', '?')})", flush=True)
+    live.end()
     return _report(client.get_run(run_id))
+
+
+class _LiveText:
+    """Streamed step text on stderr (stdout stays the step lines and the output, for
+    scripts): a ``name> `` header when another step's text starts, then the text as it
+    arrives; :meth:`end` closes the line before other output."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+
+    def write(self, name: str, text: str) -> None:
+        if name != self.current:
+            self.end()
+            sys.stderr.write(f"{name}> ")
+            self.current = name
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.current is not None:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.current = None
 
 
 def _batch(client: Client, args: argparse.Namespace) -> int:

@@ -30,8 +30,9 @@ from sgflow.workers.records import Run
 from sgflow.workers.runner import ProgramBodies
 from sgflow.workers.store import RunStore
 
-__all__ = ["RunSubmitter", "Submitted", "run_view"]
+__all__ = ["MAX_DEADLINE_S", "RunSubmitter", "Submitted", "run_view"]
 
+MAX_DEADLINE_S = 7 * 24 * 3600  # a run's deadline_s, as a batch's
 _IDEMPOTENCY_TTL_S = 24 * 3600
 _ACTIVE = ("queued", "running")
 
@@ -74,7 +75,7 @@ class RunSubmitter:
         size limit instead)."""
         if not isinstance(body, dict):
             raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
-        unknown = sorted(set(body) - {"program", "inputs", "priority"})
+        unknown = sorted(set(body) - {"program", "inputs", "priority", "deadline_s"})
         if unknown:
             raise ApiError(
                 422, "request.invalid", f"unknown field `{unknown[0]}`", field=f"/{unknown[0]}"
@@ -112,6 +113,7 @@ class RunSubmitter:
                 field="/priority",
                 limit=9,
             )
+        deadline_s = _deadline_s(body.get("deadline_s"))
         if limit_active:
             self._check_capacity(tenant)
         phash = program_hash(program)
@@ -131,6 +133,7 @@ class RunSubmitter:
             inputs=inputs,
             parent=parent,
             priority=priority,
+            deadline_at=None if deadline_s is None else self.store.clock() + deadline_s,
         )
         self.store.stats.run_submitted()
         self.enqueue(run_id, priority=priority)
@@ -223,6 +226,26 @@ class RunSubmitter:
         return self.store.get(saved["run"], tenant=tenant.name)
 
 
+def _deadline_s(value: Any) -> float | None:
+    """A body's ``deadline_s``: ``None``, or seconds in ``(0, MAX_DEADLINE_S]``."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= MAX_DEADLINE_S
+    ):
+        raise ApiError(
+            422,
+            "request.invalid",
+            f"`deadline_s` must be a number of seconds in (0, {MAX_DEADLINE_S}]",
+            field="/deadline_s",
+            limit=MAX_DEADLINE_S,
+            hint="the run fails with run.deadline_exceeded if it is not done by then",
+        )
+    return float(value)
+
+
 def run_view(run: Run, *, base_url: str = "/v1") -> dict[str, Any]:
     """The public JSON of a run."""
     result = run.output if isinstance(run.output, dict) else {}
@@ -235,6 +258,7 @@ def run_view(run: Run, *, base_url: str = "/v1") -> dict[str, Any]:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
+        "deadline_at": run.deadline_at,
         "output": result.get("output"),
         "steps": result.get("steps"),
         "trace": result.get("trace"),

@@ -18,6 +18,7 @@ __all__ = [
     "CHECKPOINT",
     "CLAIM",
     "CREATE",
+    "EXPIRE_QUEUED",
     "FINISH",
     "HEARTBEAT",
     "MARK_LINE",
@@ -63,22 +64,25 @@ local function finalize(id, status, now, output, err, ttl)
 end
 """
 
-# KEYS run, events, tenant runs, queued. ARGV id, created_at, then field/value pairs.
+# KEYS run, events, tenant runs, queued, deadlines. ARGV id, created_at, then field/value
+# pairs (a non-empty ``deadline_at`` among them indexes the run in ``deadlines``).
 CREATE = r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 3))
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
   redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+  local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
+  if deadline and deadline ~= '' then redis.call('ZADD', KEYS[5], deadline, ARGV[1]) end
   event(KEYS[2], 'run.queued', '{}')
 end
 return redis.call('HGETALL', KEYS[1])
 """
 
 # KEYS terminal. ARGV id, worker, now, lease_until, max_attempts, ttl, max_attempts error,
-# worker as JSON. Returns {outcome, attempt}.
+# worker as JSON, deadline error. Returns {outcome, attempt}.
 CLAIM = r"""
 local f = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'lease_until',
-  'cancel_requested', 'started_at')
+  'cancel_requested', 'started_at', 'deadline_at')
 if not f[1] then return {'not_found', 0} end
 local now = tonumber(ARGV[3])
 if f[1] == 'running' then
@@ -89,6 +93,10 @@ end
 if f[4] == '1' then
   finalize(ARGV[1], 'cancelled', ARGV[3], '', '', ARGV[6])
   return {'cancelled', 0}
+end
+if (tonumber(f[6]) or math.huge) <= now then
+  finalize(ARGV[1], 'failed', ARGV[3], '', ARGV[9], ARGV[6])
+  return {'deadline_exceeded', 0}
 end
 local attempt = tonumber(f[2]) + 1
 if attempt > tonumber(ARGV[5]) then
@@ -155,9 +163,10 @@ end
 return 'requested'
 """
 
-# KEYS terminal. ARGV id, now, max_attempts, ttl, max_attempts error.
+# KEYS terminal. ARGV id, now, max_attempts, ttl, max_attempts error, deadline error.
 REAP = r"""
-local f = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'lease_until', 'cancel_requested')
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'lease_until', 'cancel_requested',
+  'deadline_at')
 if f[1] ~= 'running' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   return 'skipped'
@@ -166,6 +175,10 @@ if (tonumber(f[3]) or 0) > tonumber(ARGV[2]) then return 'skipped' end
 if f[4] == '1' then
   finalize(ARGV[1], 'cancelled', ARGV[2], '', '', ARGV[4])
   return 'cancelled'
+end
+if (tonumber(f[5]) or math.huge) <= tonumber(ARGV[2]) then
+  finalize(ARGV[1], 'failed', ARGV[2], '', ARGV[6], ARGV[4])
+  return 'deadline_exceeded'
 end
 if tonumber(f[2]) >= tonumber(ARGV[3]) then
   finalize(ARGV[1], 'failed', ARGV[2], '', ARGV[5], ARGV[4])
@@ -176,6 +189,16 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
 event(KEYS[3], 'run.requeued', '{"attempt":' .. f[2] .. '}')
 return 'requeued'
+"""
+
+# KEYS terminal. ARGV id, now, ttl, deadline error. Fails a run still queued at or past its
+# deadline; 'skipped' for any other run (running runs check their deadline themselves).
+EXPIRE_QUEUED = r"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'deadline_at')
+if f[1] ~= 'queued' then return 'skipped' end
+if (tonumber(f[2]) or math.huge) > tonumber(ARGV[2]) then return 'skipped' end
+finalize(ARGV[1], 'failed', ARGV[2], '', ARGV[4], ARGV[3])
+return 'deadline_exceeded'
 """
 
 # KEYS batch lines, batch counts. ARGV run id, status. 1 if counted now.

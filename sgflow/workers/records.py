@@ -11,6 +11,9 @@ Keys, under the store's ``prefix`` (default ``sgflow:``):
 ``tenant:<t>:runs``    sorted set   run ids by ``created_at``: listing, the only way to find
                                     a tenant's runs
 ``queued``             sorted set   ids of queued runs by when they were (re)queued
+``deadlines``          sorted set   ids of runs created with a deadline, by ``deadline_at``:
+                                    the reaper fails those still queued past it (entries
+                                    are removed once past, whatever the run's state)
 ``running``            sorted set   ids of running runs by ``lease_until``: the reaper's index
 ``batch:<id>:lines``   hash         run id → final status, written once per line (HSETNX)
 ``batch:<id>:counts``  hash         ``completed``, ``failed``: bumped in the script that writes
@@ -92,6 +95,7 @@ class Run:
     priority: int
     parent: str | None
     cancel_requested: bool
+    deadline_at: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -121,7 +125,12 @@ class Run:
             priority=int(raw.get("priority") or 0),
             parent=raw.get("parent") or None,
             cancel_requested=raw.get("cancel_requested") == "1",
+            deadline_at=_float(raw.get("deadline_at")),
         )
+
+    def past_deadline(self, now: float) -> bool:
+        """Whether the run has a deadline and ``now`` (epoch seconds) is at or past it."""
+        return self.deadline_at is not None and now >= self.deadline_at
 
 
 class Keys:
@@ -131,6 +140,7 @@ class Keys:
         self.prefix = prefix
         self.queued = f"{prefix}queued"
         self.running = f"{prefix}running"
+        self.deadlines = f"{prefix}deadlines"
 
     def run(self, run_id: str) -> str:
         return f"{self.prefix}run:{run_id}"

@@ -4,7 +4,9 @@ Celery only delivers "start run X"; everything that matters is in the run store.
 claims the run (a second delivery of the same message finds it claimed or finished and does
 nothing), heartbeats the lease from a thread, checkpoints every finished top-level step and
 publishes events with its claim (a zombie attempt's writes are refused), checks for
-cancellation between steps, and finishes the run exactly once.
+cancellation and the run's deadline before each step and on each streamed ``step.delta``
+(a few times a second, which stops the generation in progress), and finishes the run
+exactly once. Deltas go to the event stream only: they are not checkpointed or counted.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import redis
 from sgflow.programs import RunError, RunResult, SgflowEndpoint, compile_program, execute
 from sgflow.programs.model import Program
 from sgflow.workers.errors import LeaseLost
-from sgflow.workers.records import Claim
-from sgflow.workers.store import RunStore
+from sgflow.workers.records import Claim, Run
+from sgflow.workers.store import RunStore, deadline_error
 
 __all__ = ["ProgramBodies", "Runner"]
 
@@ -135,7 +137,7 @@ class Runner:
             )
         ir = compile_program(Program.model_validate(body))
         for retry in range(self.engine_retries + 1):
-            result = self._attempt_once(attempt, ir, run.inputs)
+            result = self._attempt_once(attempt, ir, run)
             error = result.error or {}
             if result.ok or not error.get("retryable") or retry == self.engine_retries:
                 break
@@ -154,7 +156,16 @@ class Runner:
                 raise LeaseLost(claim.run_id, claim.attempt)
         return self._result(attempt, result)
 
-    def _attempt_once(self, attempt: _Attempt, ir: Any, inputs: dict[str, Any]) -> RunResult:
+    def _check_stop(self, run: Run) -> None:
+        """Raise the :class:`RunError` that ends ``run`` now: ``run.deadline_exceeded`` past
+        its deadline, ``run.cancelled`` once a cancellation was requested."""
+        if run.past_deadline(self.store.clock()):
+            error = deadline_error(run.id)
+            raise RunError(error["code"], error["message"])
+        if self.store.is_cancel_requested(run.id):
+            raise RunError("run.cancelled", "the run was cancelled")
+
+    def _attempt_once(self, attempt: _Attempt, ir: Any, run: Run) -> RunResult:
         """One execution, resuming after every checkpointed step; engine trouble is a
         retryable ``engine.unavailable`` result rather than an exception."""
         claim = attempt.claim
@@ -165,8 +176,8 @@ class Runner:
         def on_event(kind: str, data: dict[str, Any]) -> None:
             if attempt.lost.is_set():
                 raise LeaseLost(claim.run_id, claim.attempt)
-            if kind == "step.started" and self.store.is_cancel_requested(claim.run_id):
-                raise RunError("run.cancelled", "the run was cancelled")
+            if kind in ("step.started", "step.delta"):
+                self._check_stop(run)
             if kind == "step.finished" and data.get("branch") is None:
                 self.store.checkpoint(
                     claim,
@@ -199,7 +210,7 @@ class Runner:
                     "message": f"the engine cannot be reached: {exc}",
                 },
             )
-        return execute(ir, inputs, endpoint, on_event=on_event, completed=completed)
+        return execute(ir, run.inputs, endpoint, on_event=on_event, completed=completed)
 
     def _result(self, attempt: _Attempt, result: RunResult) -> str:
         if result.ok:

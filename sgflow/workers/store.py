@@ -37,7 +37,7 @@ from sgflow.workers.records import (
 from sgflow.workers.records import as_str as _s
 from sgflow.workers.stats import Stats
 
-__all__ = ["Event", "RunStore"]
+__all__ = ["Event", "RunStore", "deadline_error"]
 
 Event = tuple[str, str, dict[str, Any]]  # (event id, kind, data)
 _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
@@ -86,6 +86,7 @@ class RunStore:
         self._finish = script(lua.FINISH)
         self._cancel = script(lua.REQUEST_CANCEL)
         self._reap = script(lua.REAP)
+        self._expire_queued = script(lua.EXPIRE_QUEUED)
         self._mark_line = script(lua.MARK_LINE)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -100,12 +101,16 @@ class RunStore:
         inputs: dict[str, Any],
         parent: str | None = None,
         priority: int = 0,
+        deadline_at: float | None = None,
     ) -> Run:
         """Store a queued run (event ``run.queued``) and index it; idempotent on ``run_id``.
 
         A second call with an existing id changes nothing and returns the stored run, whoever
         created it: ids must come from the service (unguessable), never from clients.
-        ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any.
+        ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any;
+        ``deadline_at`` (epoch seconds) when the run must be done by, if ever: past it, a
+        queued run is failed with ``run.deadline_exceeded`` (by :meth:`claim` or
+        :meth:`reap`) and a running one by its worker.
         """
         raw = self._create_on(
             self.redis,
@@ -116,6 +121,7 @@ class RunStore:
             inputs=inputs,
             parent=parent,
             priority=priority,
+            deadline_at=deadline_at,
         )
         flat = [_s(x) for x in raw]
         return Run.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
@@ -143,6 +149,7 @@ class RunStore:
         inputs: dict[str, Any],
         parent: str | None = None,
         priority: int = 0,
+        deadline_at: float | None = None,
     ) -> Any:
         """Run :data:`lua.CREATE` on ``client`` (the connection, or a pipeline that queues it);
         returns the script's reply (``HGETALL`` of the run), or the pipeline."""
@@ -165,10 +172,11 @@ class RunStore:
             "priority": str(int(priority)),
             "parent": parent or "",
             "cancel_requested": "0",
+            "deadline_at": "" if deadline_at is None else repr(float(deadline_at)),
         }
         k = self.keys
         return self._create(
-            keys=[k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued],
+            keys=[k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued, k.deadlines],
             args=[run_id, repr(now), *[x for pair in fields.items() for x in pair]],
             client=client,
         )
@@ -193,12 +201,13 @@ class RunStore:
                 self.result_ttl_s,
                 _dumps(MaxAttemptsExceeded(run_id, self.max_attempts).to_dict()),
                 _dumps(worker),
+                _dumps(deadline_error(run_id)),
             ],
         )
         outcome = _s(outcome)
         if outcome == "not_found":
             raise RunNotFound(run_id)
-        if outcome in ("cancelled", "max_attempts"):
+        if outcome in ("cancelled", "max_attempts", "deadline_exceeded"):
             self.stats.run_finished("cancelled" if outcome == "cancelled" else "failed")
         return Claim(run_id, int(attempt)) if outcome == "claimed" else None
 
@@ -381,9 +390,11 @@ class RunStore:
 
     def reap(self, now: float | None = None) -> list[tuple[str, str]]:
         """Deal with every expired lease: ``(id, "requeued")`` (the caller re-enqueues its
-        message), ``(id, "failed")`` once it used ``max_attempts`` (``run.max_attempts``), or
-        ``(id, "cancelled")`` if its cancellation was requested. Each run is rechecked
-        atomically, so a heartbeat that arrived in between wins."""
+        message), ``(id, "failed")`` once it used ``max_attempts`` (``run.max_attempts``),
+        ``(id, "cancelled")`` if its cancellation was requested, or
+        ``(id, "deadline_exceeded")`` past its deadline; then fails the queued runs past
+        their deadline (:meth:`expire_deadlines`). Each run is rechecked atomically, so a
+        heartbeat that arrived in between wins."""
         now = self.clock() if now is None else now
         done: list[tuple[str, str]] = []
         for run_id in self.expired_leases(now):
@@ -396,13 +407,35 @@ class RunStore:
                         self.max_attempts,
                         self.result_ttl_s,
                         _dumps(MaxAttemptsExceeded(run_id, self.max_attempts).to_dict()),
+                        _dumps(deadline_error(run_id)),
                     ],
                 )
             )
             if outcome != "skipped":
                 done.append((run_id, outcome))
-            if outcome in ("failed", "cancelled"):
-                self.stats.run_finished(outcome)
+            if outcome in ("failed", "cancelled", "deadline_exceeded"):
+                self.stats.run_finished("cancelled" if outcome == "cancelled" else "failed")
+        return done + self.expire_deadlines(now)
+
+    def expire_deadlines(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Fail every run still queued at or past its deadline with
+        ``run.deadline_exceeded``: ``[(id, "deadline_exceeded")]``. Runs past their deadline
+        leave the ``deadlines`` index whatever their state (a running run checks its deadline
+        itself, and :meth:`claim` and :meth:`reap` check it before running it again)."""
+        now = self.clock() if now is None else now
+        due = [_s(x) for x in self.redis.zrangebyscore(self.keys.deadlines, "-inf", repr(now))]
+        done: list[tuple[str, str]] = []
+        for run_id in due:
+            outcome = _s(
+                self._expire_queued(
+                    keys=self._terminal_keys(run_id),
+                    args=[run_id, repr(now), self.result_ttl_s, _dumps(deadline_error(run_id))],
+                )
+            )
+            self.redis.zrem(self.keys.deadlines, run_id)
+            if outcome == "deadline_exceeded":
+                done.append((run_id, outcome))
+                self.stats.run_finished("failed")
         return done
 
     # -- batches --------------------------------------------------------------------------------
@@ -433,6 +466,15 @@ class RunStore:
         # parent never changes after create, so reading it first is safe
         parent = self.redis.hget(self.keys.run(run_id), "parent")
         return self.keys.terminal(run_id, _s(parent) if parent else None)
+
+
+def deadline_error(run_id: str) -> dict[str, Any]:
+    """The error recorded on a run that was not finished by its deadline."""
+    return {
+        "code": "run.deadline_exceeded",
+        "message": f"run {run_id!r} did not finish by its deadline",
+        "hint": "submit it again with a later deadline_s, or none",
+    }
 
 
 def _raise_fenced(outcome: str, claim: Claim) -> None:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from sgflow.service.deps import JsonBodyDep, TenantDep
 from sgflow.service.errors import ApiError
-from sgflow.service.runs import RunSubmitter, run_view
+from sgflow.service.runs import MAX_DEADLINE_S, RunSubmitter, run_view
 from sgflow.workers.errors import InvalidCursor
 from sgflow.workers.records import Run
 from sgflow.workers.store import RunStore
@@ -22,6 +22,40 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 _STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 _SSE_BLOCK_MS = 2_000  # below the Redis client socket timeout (redis-py 8 defaults to 5 s)
+_OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["program"],
+                    "properties": {
+                        "program": {
+                            "description": "`name@version`, `name` (the latest) or an inline "
+                            "program object",
+                            "oneOf": [{"type": "string"}, {"type": "object"}],
+                        },
+                        "inputs": {
+                            "type": "object",
+                            "description": "checked against the program's input schema",
+                        },
+                        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+                        "deadline_s": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": MAX_DEADLINE_S,
+                            "description": "seconds from submission: a run not finished by "
+                            "then fails with `run.deadline_exceeded` (queued: without running; "
+                            "running: before its next step, or during a streamed step)",
+                        },
+                    },
+                    "additionalProperties": False,
+                }
+            }
+        },
+    }
+}
 
 
 def get_run_store(request: Request) -> RunStore:
@@ -51,14 +85,15 @@ def get_owned_run(run_id: str, tenant: TenantDep, store: RunStoreDep) -> Run:
 OwnedRun = Annotated[Run, Depends(get_owned_run)]
 
 
-@router.post("", status_code=202, summary="Submit a run")
+@router.post("", status_code=202, summary="Submit a run", openapi_extra=_OPENAPI_BODY)
 def submit_run(
     body: JsonBodyDep,
     tenant: TenantDep,
     submitter: SubmitterDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    """Body: ``{"program": "name@version" | {inline program}, "inputs": {...}, "priority": 0}``.
+    """Body: ``{"program": "name@version" | {inline program}, "inputs": {...}, "priority": 0,
+    "deadline_s": optional}``; the run's ``deadline_at`` is submission time + ``deadline_s``.
     Answers 202 with the run (``status_url``, ``events_url``) at once; with an
     ``Idempotency-Key`` already used for the same body, 200 with that run."""
     submitted = submitter.submit(tenant, body.data, idempotency_key=idempotency_key)
@@ -77,8 +112,9 @@ def get_run(run: OwnedRun) -> dict[str, Any]:
 
 @router.post("/{run_id}/cancel", status_code=202, summary="Cancel a run")
 def cancel_run(run: OwnedRun, store: RunStoreDep) -> dict[str, Any]:
-    """Queued runs are cancelled at once; running ones between steps. A finished run is
-    left as it is (the answer says so)."""
+    """Queued runs are cancelled at once; running ones before their next step, or within
+    about a second while a step is generating (the generation is stopped). A finished run
+    is left as it is (the answer says so)."""
     outcome = store.request_cancel(run.id)
     fresh = store.get(run.id)
     return {"id": run.id, "cancel": outcome, "status": fresh.status if fresh else run.status}
@@ -90,9 +126,11 @@ def run_events(
     store: RunStoreDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
-    """``run.queued``, ``run.started``, ``step.started``, ``step.finished``, ``step.invalid``,
-    ``run.finished``; each with an ``id``: reconnect with ``Last-Event-ID`` to miss nothing.
-    The stream ends after ``run.finished``."""
+    """``run.queued``, ``run.started``, ``step.started``, ``step.delta`` (text generated
+    since the previous delta: ``{"step", "branch", "attempt", "text"}``, a few per second),
+    ``step.invalid``, ``step.finished``, ``run.cancel_requested``, ``run.retrying``,
+    ``run.requeued``, ``run.resumed``, ``run.finished``; each with an ``id``: reconnect with
+    ``Last-Event-ID`` to miss nothing. The stream ends after ``run.finished``."""
     after = last_event_id or "0-0"
     try:
         store.read_events(run.id, after_id=after, count=1)
