@@ -475,10 +475,8 @@ def _notes(
         notes.append(
             "with-tests mismatches: "
             + ", ".join(f"{why} {n}" for why, n in mismatch_why.most_common())
-            + ". sgflow validates with the draft a schema declares and that draft's format "
-            "checker: draft-04/06 know no `date` or `uuid` format, so those are annotations "
-            "there (correct per the spec), while MaskBench's instances were labelled with "
-            "Draft 2020-12 format semantics"
+            + " (sgflow validates with the draft a schema declares and checks every format "
+            "jsonschema knows, whatever the draft)"
         )
     if false_successes:
         notes.append(f"{false_successes} runs returned an invalid output as a success: a bug")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import xgrammar as xgr
 
-from sgflow.grammars.compiler import cached_grammar
+from sgflow.grammars.compiler import CheckResult, cached_grammar, memo_check
 from sgflow.grammars.errors import GrammarError
 from sgflow.grammars.limits import Limits, get_limits
 from sgflow.grammars.schema_checks import check_schema_static, pattern_errors
@@ -28,26 +28,30 @@ def check(spec: Spec) -> list[GrammarError]:
 
     Never raises for a bad constraint; static problems are all reported, and only a
     constraint without any is compiled (so at most one compile error is reported).
+    Results are memoised by content and limits (:func:`memo_check`).
     """
     limits = get_limits()
-    errors, concrete = _static(spec, limits)
-    if errors or concrete is None:
-        return errors
-    try:
-        _build(concrete, limits)
-    except GrammarError as err:
-        return [err]
-    return []
+    return memo_check(spec, limits, lambda: _check(spec, limits))[0]
 
 
 def compile_checked(spec: Spec) -> xgr.Grammar:
     """The xgrammar grammar of ``spec``; raises the first :class:`GrammarError` of :func:`check`."""
     limits = get_limits()
-    errors, concrete = _static(spec, limits)
+    errors, grammar = memo_check(spec, limits, lambda: _check(spec, limits))
     if errors:
         raise errors[0]
-    assert concrete is not None  # _static returns one or the other
-    return _build(concrete, limits)
+    assert grammar is not None  # no problem means a grammar
+    return grammar
+
+
+def _check(spec: Spec, limits: Limits) -> CheckResult:
+    errors, concrete = _static(spec, limits)
+    if errors or concrete is None:
+        return errors, None
+    try:
+        return [], _build(concrete, limits)
+    except GrammarError as err:
+        return [err], None
 
 
 def resolve(spec: Spec) -> Regex | JsonSchema | Ebnf:

@@ -14,7 +14,7 @@ max_regex_chars        4096      a regex constraint, or one ``pattern`` in a sch
 max_ebnf_chars         50_000    an EBNF grammar
 compile_timeout_s      5.0       wall time of one xgrammar compilation
 max_json_whitespace    4         longest whitespace run the JSON grammar allows
-allow_recursive_refs   False     ``$ref`` loops through objects/arrays (trees); loops that
+allow_recursive_refs   True      ``$ref`` loops through objects/arrays (trees); loops that
                                  never produce JSON are refused regardless
 =====================  ========  ==========================================================
 
@@ -49,7 +49,7 @@ class Limits:
     max_ebnf_chars: int = 50_000
     compile_timeout_s: float = 5.0
     max_json_whitespace: int = 4
-    allow_recursive_refs: bool = False
+    allow_recursive_refs: bool = True
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

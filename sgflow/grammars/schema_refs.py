@@ -6,8 +6,9 @@ the ref to *any JSON value*, so a typo would silently lift every constraint belo
 ``$dynamicRef``/``$recursiveRef`` it ignores the same way. A ref that loops without
 passing through a property or an item (``{"$ref": "#"}``, ``a → b → a``) compiles to a
 grammar that accepts nothing. All of these are refused here, with the ref's pointer.
-Recursion through properties or items (a tree) works in xgrammar, but a small model can
-nest until ``max_tokens``, so it is refused unless ``Limits.allow_recursive_refs``.
+Recursion through properties or items (a tree) works in xgrammar and is allowed by default
+(``SGFLOW_ALLOW_RECURSIVE_REFS=0`` refuses it): a model that nests until ``max_tokens`` ends
+in ``output.truncated``, never in an invalid success.
 """
 
 from __future__ import annotations

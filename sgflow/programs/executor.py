@@ -71,10 +71,15 @@ class RunResult:
         return asdict(self)
 
 
+# Every format jsonschema knows, whatever draft the schema declares: the grammar enforces
+# `date`, `uuid`… for draft-04/06 schemas too, and users who write them mean them.
+_FORMATS = jsonschema.FormatChecker()
+
+
 def validation_errors(value: Any, schema: dict[str, Any], limit: int = 5) -> list[dict[str, str]]:
     """Where ``value`` breaks ``schema``: ``[{"pointer", "message"}]``, most specific first."""
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    validator = cls(schema, format_checker=_FORMATS)
     errors = sorted(validator.iter_errors(value), key=lambda e: (-len(e.path), e.message))
     return [
         {"pointer": "/" + "/".join(str(p) for p in e.path), "message": e.message[:300]}

@@ -16,7 +16,7 @@ DEFAULTS = {
     "max_ebnf_chars": 50_000,
     "compile_timeout_s": 5.0,
     "max_json_whitespace": 4,
-    "allow_recursive_refs": False,
+    "allow_recursive_refs": True,
 }
 
 
@@ -33,9 +33,9 @@ def test_every_field_reads_its_environment_variable() -> None:
         "SGFLOW_MAX_EBNF_CHARS": "300",
         "SGFLOW_COMPILE_TIMEOUT_S": "0.5",
         "SGFLOW_MAX_JSON_WHITESPACE": "2",
-        "SGFLOW_ALLOW_RECURSIVE_REFS": "true",
+        "SGFLOW_ALLOW_RECURSIVE_REFS": "false",
     }
-    assert Limits.from_env(env) == Limits(64, 2000, 10, 100, 300, 0.5, 2, True)
+    assert Limits.from_env(env) == Limits(64, 2000, 10, 100, 300, 0.5, 2, False)
     assert Limits.from_env({}) == Limits()
 
 
