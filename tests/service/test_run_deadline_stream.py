@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sgflow.cli import main
 from sgflow.client import Client
 from sgflow.engine.launcher import EngineProcess
 from sgflow.service.runs import MAX_DEADLINE_S
@@ -130,7 +131,7 @@ def test_a_running_run_is_stopped_at_its_deadline(stack: Stack, engine: EnginePr
 
 
 def test_deltas_arrive_between_started_and_finished_and_survive_a_reconnect(
-    stack: Stack,
+    stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     body = program({"id": "story", "user": LONG_PROMPT, "gen": {"max_tokens": 60}})
     r = stack.acme.post("/v1/runs", json={"program": body})
@@ -149,6 +150,13 @@ def test_deltas_arrive_between_started_and_finished_and_survive_a_reconnect(
     first_delta = next(i for i, e in enumerate(events) if e["event"] == "step.delta")
     rest = sse(stack.acme, final["events_url"], last_event_id=events[first_delta]["id"])
     assert [e["id"] for e in rest] == [e["id"] for e in events[first_delta + 1 :]]
+    # sgflow watch shows the streamed text (stderr), the step lines and output on stdout
+    assert main(["watch", final["id"], *stack.acme_cli]) == 0
+    out, err = capsys.readouterr()
+    assert f"story> {final['steps']['story']}\n" in err
+    assert "story: started" in out.splitlines()
+    assert main(["watch", final["id"], "--no-text", *stack.acme_cli]) == 0
+    assert "story>" not in capsys.readouterr().err
 
 
 # -- cancellation while streaming ----------------------------------------------------------------
