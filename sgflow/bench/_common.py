@@ -239,10 +239,11 @@ PERSON_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "name": _TEXT,
-        "age": {"type": "integer"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
         "city": _TEXT,
         "job": _TEXT,
-        "since": {"type": "integer"},
+        # bounded: an unbounded integer lets a greedy near-tie run on in digits to max_tokens
+        "since": {"type": "integer", "minimum": 1900, "maximum": 2100},
     },
     "required": ["name", "age", "city", "job", "since"],
     "additionalProperties": False,
