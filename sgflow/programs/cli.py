@@ -67,6 +67,8 @@ def run_check(args: argparse.Namespace) -> int:
             "ok": not errors,
             "errors": [e.to_dict() for e in errors],
         }
+        if prog is not None and not errors:
+            entry["prefix"] = _prefix(prog, file)
         if prog is not None and args.explain:
             entry["explain"] = _explain(prog, file)
         report.append(entry)
@@ -76,11 +78,36 @@ def run_check(args: argparse.Namespace) -> int:
                 print(str(e))
             if not errors:
                 print(f"{file}: ok ({len(prog.steps) if prog else 0} steps)")
+            if "prefix" in entry:
+                _print_prefix(entry["prefix"])
             if "explain" in entry:
                 _print_explain(entry["explain"])
     if args.json:
         print(json.dumps(report, indent=2))
     return 1 if failed else 0
+
+
+def _prefix(prog: Any, file: str) -> dict[str, Any]:
+    from sgflow.programs.compiler import compile_program, prefix_layout
+
+    layout = prefix_layout(compile_program(prog, base_dir=str(Path(file).resolve().parent)))
+    return {
+        "shared_chars": len(layout.text),
+        "breaks_at": layout.breaks_at,
+        "static_chars_after": layout.static_after,
+    }
+
+
+def _print_prefix(prefix: dict[str, Any]) -> None:
+    where = prefix["breaks_at"]
+    line = f"  shared prefix: {prefix['shared_chars']} characters"
+    print(line + (f", up to the first input in {where}" if where else ""))
+    if prefix["static_chars_after"] >= 200:
+        print(
+            f"  hint: {prefix['static_chars_after']} characters of fixed text come after an "
+            f"input in {where}; put per-input text after the instructions and examples so "
+            "that runs share them in the engine's prefix cache"
+        )
 
 
 def _explain(prog: Any, file: str) -> list[dict[str, Any]]:

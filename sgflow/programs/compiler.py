@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from sgflow.programs.constraints import resolve_gen, resolve_schema_refs
@@ -19,7 +21,7 @@ from sgflow.programs.ir import ForkIR, GenOp, ProgramIR, StepIR, ThinkOp
 from sgflow.programs.model import Program, Step
 from sgflow.programs.templates import render
 
-__all__ = ["compile_program", "program_hash", "static_prefix"]
+__all__ = ["PrefixLayout", "compile_program", "prefix_layout", "program_hash", "static_prefix"]
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[str, ProgramIR] = OrderedDict()
@@ -101,7 +103,20 @@ def _step(step: Step, base_dir: str | None) -> StepIR:
 
 
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
+_TAGS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 MIN_PREFIX_CHARS = 64
+
+
+@dataclass(frozen=True)
+class PrefixLayout:
+    """What runs of a program share: ``text``, the chat-formatted prefix every run starts
+    with; ``breaks_at``, the turn where the first per-input text appears (None: nowhere in
+    the opening turns); ``static_after``, literal characters of the opening turns after that
+    point, which runs cannot share (moving per-input text after them would let them)."""
+
+    text: str
+    breaks_at: str | None
+    static_after: int
 
 
 def _static_head(template: str) -> tuple[str, bool]:
@@ -110,41 +125,46 @@ def _static_head(template: str) -> tuple[str, bool]:
     return (template, True) if cut < 0 else (template[:cut], False)
 
 
-def static_prefix(ir: ProgramIR, *, chat_template: str = "chatml") -> str | None:
-    """The chat-formatted text every run of ``ir`` starts with, whatever its inputs: the
-    system prompt, the few-shot context turns and the first step's system/user text up to
-    the first template expression. Batches warm it once on the engine before fanning out
-    (SGLang's ``cache_prefix``). None when shorter than ``MIN_PREFIX_CHARS``."""
+def _opening_turns(ir: ProgramIR) -> list[tuple[str, str, str]]:
+    """``(where, role, template)`` of what every run sends before its first generation."""
+    turns = [("system", "system", ir.system)] if ir.system is not None else []
+    turns += [(f"context {i + 1}", role, text) for i, (role, text) in enumerate(ir.context)]
+    first = ir.steps[0] if ir.steps else None
+    if first is not None and first.condition is None:
+        if first.system is not None:
+            turns.append((f"step `{first.id}` system", "system", first.system))
+        if first.user is not None and first.think is None:
+            turns.append((f"step `{first.id}` user", "user", first.user))
+    return turns
+
+
+def prefix_layout(ir: ProgramIR, *, chat_template: str = "chatml") -> PrefixLayout:
+    """The shared prefix of ``ir``'s runs and what ends it (see :class:`PrefixLayout`)."""
     from sglang.lang.chat_template import get_chat_template
 
     template = get_chat_template(chat_template)
     history: list[dict[str, str]] = []
     parts: list[str] = []
-
-    def turn(role: str, content: str) -> bool:
+    turns = _opening_turns(ir)
+    for i, (where, role, content) in enumerate(turns):
         head, whole = _static_head(content)
         prefix, suffix = template.get_prefix_and_suffix(role, history)
         parts.append(prefix + (render(content, {}) if whole else head))
         if not whole:
-            return False
+            rest = [content[len(head) :]] + [t for _, _, t in turns[i + 1 :]]
+            after = sum(len(_TAGS.sub("", t).strip()) for t in rest)
+            return PrefixLayout("".join(parts), where, after)
         parts.append(suffix)
         history.append({"role": role, "content": content})
-        return True
+    return PrefixLayout("".join(parts), None, 0)
 
-    opening: list[tuple[str, str]] = []
-    if ir.system is not None:
-        opening.append(("system", ir.system))
-    opening.extend(ir.context)
-    first = ir.steps[0] if ir.steps else None
-    if first is not None and first.condition is None and first.id:
-        if first.system is not None:
-            opening.append(("system", first.system))
-        if first.user is not None and first.think is None:
-            opening.append(("user", first.user))
-    for role, content in opening:
-        if not turn(role, content):
-            break
-    text = "".join(parts)
+
+def static_prefix(ir: ProgramIR, *, chat_template: str = "chatml") -> str | None:
+    """The chat-formatted text every run of ``ir`` starts with, whatever its inputs: the
+    system prompt, the few-shot context turns and the first step's system/user text up to
+    the first template expression. Batches warm it once on the engine before fanning out
+    (SGLang's ``cache_prefix``). None when shorter than ``MIN_PREFIX_CHARS``."""
+    text = prefix_layout(ir, chat_template=chat_template).text
     return text if len(text) >= MIN_PREFIX_CHARS else None
 
 

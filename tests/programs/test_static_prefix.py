@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sgflow.programs import SgflowEndpoint, compile_program, execute, load_program
-from sgflow.programs.compiler import static_prefix
+from sgflow.programs.compiler import prefix_layout, static_prefix
 from sgflow.programs.model import Program
 
 LIBRARY = Path(__file__).parents[2] / "sgflow" / "programs" / "library"
@@ -80,3 +80,38 @@ def test_every_request_of_a_run_starts_with_the_static_prefix(engine_url: str) -
         assert result.ok, result.error
         assert endpoint.texts and all(t.startswith(prefix) for t in endpoint.texts)
         assert any(ticket in t for t in endpoint.texts)
+
+
+def test_layout_names_the_turn_that_breaks_the_prefix_and_what_follows() -> None:
+    rules = "Answer in one word. " * 20
+    layout = prefix_layout(program("Customer {{ inputs.x }}. " + rules, "Hello"))
+    assert layout.breaks_at == "system"
+    assert layout.text == "<|im_start|>system\nCustomer "
+    assert layout.static_after >= len(rules.strip())  # the rules and the user turn
+    whole = prefix_layout(program(rules, "Hi"))
+    assert (whole.breaks_at, whole.static_after) == (None, 0)
+
+
+def test_check_reports_the_shared_prefix_and_hints_at_a_better_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from sgflow.cli import main
+
+    body = {
+        "program": "p",
+        "version": 1,
+        "inputs": {"type": "object", "properties": {"x": {"type": "string"}}},
+        "system": "Customer: {{ inputs.x }}. " + "Follow the house rules. " * 12,
+        "steps": [{"id": "a", "user": "Hi", "gen": {"max_tokens": 4}}],
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "shared prefix: 29 characters, up to the first input in system" in out
+    assert "hint:" in out and "characters of fixed text come after an input in system" in out
+    triage = LIBRARY / "ticket-triage.yaml"
+    assert main(["check", str(triage)]) == 0
+    assert "hint:" not in capsys.readouterr().out
