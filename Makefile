@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 			-w $(WHEEL_DIR) llama-cpp-python==$(LLAMA_VERSION); \
 	fi
 	$(BIN)/pip install -q $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
 run: install
