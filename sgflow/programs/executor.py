@@ -5,7 +5,9 @@ schema declares, 2020-12 by default, with format checking). A constrained step r
 fork of the conversation so that a failed attempt never enters it: on an invalid or
 truncated value the program's policy fails the run, retries the step, or repairs it (the
 step is regenerated under its grammar, on the warm prefix, with the validation error in the
-prompt). Attempts are bounded per step and completion tokens per run.
+prompt). A value cut off by ``max_tokens`` is a loop more often than a long answer, so the
+attempt after it starts afresh, sampled, with a frequency penalty. Attempts are bounded per
+step and completion tokens per run.
 
 With an event sink, generated steps (free text and constrained, not ``select``) are
 streamed: ``step.delta`` events ``{"step", "branch", "attempt", "text"}`` carry the text
@@ -37,6 +39,7 @@ __all__ = ["DELTA_INTERVAL_S", "RunResult", "StepTrace", "execute", "validation_
 
 EventSink = Callable[[str, dict[str, Any]], None]
 MAX_FORK_ITEMS = 32
+LOOP_PENALTY = 0.5  # frequency penalty of the attempt after one that ran into max_tokens
 DELTA_INTERVAL_S = 0.25
 
 
@@ -233,12 +236,12 @@ class _Run:
             self._account(trace, s.get_meta_info(step.id))
             return text
         branch = s.fork(1)[0]
-        temperature = gen.temperature
+        temperature, penalty = gen.temperature, 0.0
         for attempt in range(1, self.ir.max_attempts + 1):
             name = f"{step.id}__{attempt}"
             t0 = time.perf_counter()
             with self._streamed(branch, trace, attempt=attempt):
-                branch += sgl.assistant(self._gen_expr(name, gen, temperature))
+                branch += sgl.assistant(self._gen_expr(name, gen, temperature, penalty))
                 text = self._value(branch, name, step.id)
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = attempt
@@ -252,7 +255,12 @@ class _Run:
             self.on_event("step.invalid", {"step": step.id, "attempt": attempt, "errors": problems})
             if self.ir.on_invalid == "fail" or attempt == self.ir.max_attempts:
                 break
-            if self.ir.on_invalid == "repair":
+            if _truncated(meta.get("finish_reason")):
+                # the model looped until max_tokens: showing it the loop (repair) or asking
+                # again greedily repeats it; start afresh, sampled, penalising repetition
+                branch = s.fork(1)[0]
+                temperature, penalty = max(temperature, 0.7), LOOP_PENALTY
+            elif self.ir.on_invalid == "repair":
                 summary = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:3])
                 branch += sgl.user(
                     f"That answer is invalid ({summary}). Reply again with a corrected answer only."
@@ -329,13 +337,15 @@ class _Run:
         assert c.schema is not None
         return value, validation_errors(value, c.schema)
 
-    def _gen_expr(self, name: str, gen: GenOp, temperature: float) -> Any:
+    def _gen_expr(self, name: str, gen: GenOp, temperature: float, penalty: float = 0.0) -> Any:
         c = gen.constraint
         kwargs: dict[str, Any] = {
             "max_tokens": gen.max_tokens,
             "temperature": temperature,
             "top_p": gen.top_p,
         }
+        if penalty:
+            kwargs["frequency_penalty"] = penalty
         if gen.stop:
             kwargs["stop"] = list(gen.stop)
         if c.kind == "regex":

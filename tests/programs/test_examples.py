@@ -244,3 +244,32 @@ def test_resume_skips_checkpointed_steps(endpoint: SgflowEndpoint) -> None:
     assert [t.step for t in second.trace if t.status == "ok"] == ["team", "reply"]
     assert second.output["category"] == "account"  # taken from the checkpoint, not recomputed
     assert second.trace[2].cached_tokens > 0
+
+
+class _Params(SgflowEndpoint):
+    """Records the sampling parameters and prompt of every generation."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def generate(self, s: Any, sampling_params: Any) -> Any:
+        self.calls.append((s.text_, dict(sampling_params.to_srt_kwargs())))
+        return super().generate(s, sampling_params)
+
+
+def test_after_a_truncated_attempt_the_next_starts_afresh_sampled_and_penalised(
+    engine_url: str,
+) -> None:
+    schema = {"type": "object", "required": ["story"], "properties": {"story": {"type": "string"}}}
+    step = {"id": "x", "user": "Write a long story as JSON.", "gen": {"json_schema": schema}}
+    step["gen"]["max_tokens"] = 8
+    p = prog([step], policy={"on_invalid": "repair", "max_attempts": 2})
+    endpoint = _Params(engine_url)
+    result = execute(compile_program(p), {}, endpoint)
+    assert result.error is not None and result.error["code"] == "output.truncated"
+    (first_text, first), (second_text, second) = endpoint.calls
+    assert first["temperature"] == 0 and not first.get("frequency_penalty")
+    assert second["temperature"] == 0.7 and second["frequency_penalty"] == 0.5
+    assert second_text == first_text  # the same prefix: the cut-off answer is not shown again
+    assert "invalid" not in second_text
