@@ -39,6 +39,7 @@ class ClusterConfig:
     engine_args: tuple[str, ...] = ()
     router: bool | None = None  # default: a router when there are several engines
     router_port: int | None = None
+    router_args: tuple[str, ...] = ()  # more sglang-router flags, e.g. ("--cache-threshold", "0.3")
     workers: int = 1
     concurrency: int = 2
     redis_url: str | None = None  # None: an embedded Valkey with AOF in data_dir
@@ -201,7 +202,7 @@ class Cluster:
         argv = [sys.executable, "-m", "sglang_router.launch_router"]
         argv += ["--host", "127.0.0.1", "--port", str(port), "--policy", self.config.policy]
         argv += ["--worker-urls", *self.engine_urls]
-        argv += ["--prometheus-port", str(free_port())]
+        argv += ["--prometheus-port", str(free_port()), *self.config.router_args]
         self._spawn("router", argv, env={**os.environ, **self.config.env})
         self._wait_router()
         self.engine_url = self.router_url

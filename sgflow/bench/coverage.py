@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 THREADS = 2
-QUICK_GEN_PER_SUBSET = 3
+QUICK_GEN_PER_SUBSET = 1
 MAX_TOKENS = 384
 MAX_ATTEMPTS = 2  # one repair
 RUN_WALL_S = 240.0  # per schema, both attempts: a safety net, max_tokens bounds a run first
