@@ -48,7 +48,7 @@ test: check
 	$(BIN)/pytest -q -ra
 
 bench: install
-	$(BIN)/sgflow bench engine
+	$(BIN)/sgflow bench all --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
