@@ -59,13 +59,14 @@ T = TypeVar("T")
 
 
 def data_dir() -> Path:
-    """``$SGFLOW_JSONSCHEMABENCH``, else ``shared/eval/jsonschemabench`` inside the checkout
-    or beside it (``../shared``, where the workplace keeps it)."""
+    """``$SGFLOW_JSONSCHEMABENCH``, else ``shared/eval/jsonschemabench`` inside the checkout,
+    beside it (``../shared``, where the workplace keeps it) or at ``/work/shared`` (the same
+    place seen from a clone elsewhere, as CI makes)."""
     env = os.environ.get("SGFLOW_JSONSCHEMABENCH")
     if env:
         return Path(env)
     root = Path(__file__).resolve().parents[2]
-    for base in (root / "shared", root.parent / "shared"):
+    for base in (root / "shared", root.parent / "shared", Path("/work/shared")):
         candidate = base / "eval" / "jsonschemabench"
         if (candidate / "MANIFEST.tsv").exists():
             return candidate
