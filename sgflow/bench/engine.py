@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from sgflow.bench._common import flush_cache
 from sgflow.bench.report import Report, Target
 from sgflow.engine.launcher import EngineProcess
 from sgflow.engine.model import default_model_path
@@ -157,20 +158,12 @@ def measure_engine(client: httpx.Client, runs: int, n_tokens: int, raw: dict[str
     raw["engine_json_finish"] = [m["finish_reason"]["type"] for m in seen[1:]]
 
 
-def flush(client: httpx.Client) -> None:
-    for _ in range(50):
-        if client.post("/flush_cache").status_code == 200:
-            return
-        time.sleep(0.1)
-    raise RuntimeError("/flush_cache kept answering 400 (engine busy)")
-
-
 def measure_ttft(client: httpx.Client, runs: int, raw: dict[str, Any]) -> None:
     """Per run: flush, ask about the document (uncached), then a new question (cached)."""
     print("[5/7] engine: time to first token, ~1,000-token prefix uncached and cached", flush=True)
     doc, uncached, cached, meta = document(), [], [], {}
     for i in range(runs + 1):  # the first run is a warm-up
-        flush(client)
+        flush_cache(client)
         first, second = (chatml(f"{doc}\n\nWhich harbour is in fact {k}?") for k in (i + 1, i + 9))
         uncached.append(stream(client, first, max_new_tokens=4)[1][0])
         last, times = stream(client, second, max_new_tokens=4)

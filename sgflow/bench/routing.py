@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from sgflow.bench._common import flush_cache
 from sgflow.bench.report import Report, Target, progress
 from sgflow.cluster import Cluster, ClusterConfig
 from sgflow.programs import SgflowEndpoint, compile_program, execute
@@ -75,14 +76,6 @@ def schedule(n_runs: int, seed: int = 7) -> list[tuple[int, int]]:
     return order
 
 
-def _flush(urls: list[str]) -> None:
-    for url in urls:
-        for _ in range(100):
-            if httpx.post(f"{url}/flush_cache", timeout=10).status_code == 200:
-                break
-            time.sleep(0.1)
-
-
 def measure(router_url: str, order: list[tuple[int, int]]) -> dict[str, Any]:
     irs = [compile_program(Program.model_validate(program(i))) for i in range(len(COMPANIES))]
     endpoint = SgflowEndpoint(router_url)
@@ -128,7 +121,9 @@ def run(*, quick: bool) -> Report:
         progress("routing", "starting 2 engines (1 thread each)")
         with engines:
             for policy in ("round_robin", "cache_aware"):
-                _flush(engines.engine_urls)
+                for url in engines.engine_urls:
+                    with httpx.Client(base_url=url, timeout=10) as client:
+                        flush_cache(client)
                 router = Cluster(
                     ClusterConfig(
                         engine_urls=engines.engine_urls,

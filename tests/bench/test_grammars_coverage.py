@@ -3,6 +3,7 @@ data set, metric arithmetic, the check memo, and sgflow's validation on with-tes
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,10 @@ def _has_data() -> bool:
     return True
 
 
-needs_data = pytest.mark.skipif(not _has_data(), reason="JSONSchemaBench sample not present")
+# skipped only on a machine without the sample; in CI a missing sample fails these tests
+needs_data = pytest.mark.skipif(
+    not _has_data() and not os.environ.get("CI"), reason="JSONSchemaBench sample not present"
+)
 
 
 def _item(subset: str, file: str) -> BenchSchema:
