@@ -26,6 +26,8 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from sgflow.errors import SgflowError
+
 __all__ = [
     "BATCH_FINAL",
     "DEFAULT_API_URL",
@@ -48,13 +50,17 @@ Json = dict[str, Any]
 Program = Json | str  # name@version, or an inline program
 
 
-class ApiError(Exception):
-    """An error answer of the API, from its ``{"error": {...}}`` body.
+class ApiError(SgflowError):
+    """An error answer of the API, from its ``{"error": {...}}`` body: the same
+    :class:`sgflow.errors.SgflowError` the service raised, rebuilt.
 
     ``status`` is the HTTP status (0 for errors of the client itself), ``code`` the stable
-    code (``run.not_found``, ``input.invalid``, ``http.<status>`` when the body has none),
-    ``field`` the JSON pointer of the offending field, ``hint`` what to do, ``retry_after``
-    the seconds a 429 asks to wait, ``body`` the whole error object."""
+    code (``run.not_found``, ``input.invalid``, ``request.invalid`` when the body has none;
+    a code this version does not know is kept as it is), ``field`` the JSON pointer of the
+    offending field, ``limit``, ``hint`` what to do, ``retryable``, ``retry_after`` the
+    seconds a 429 asks to wait, ``body`` the whole error object."""
+
+    registered_only = False
 
     def __init__(
         self,
@@ -63,18 +69,19 @@ class ApiError(Exception):
         message: str,
         *,
         field: str | None = None,
+        limit: Any = None,
         hint: str | None = None,
+        retryable: bool | None = None,
         retry_after: float | None = None,
         body: Json | None = None,
     ) -> None:
-        super().__init__(f"{code}: {message}")
+        super().__init__(code, message, field=field, limit=limit, hint=hint, retryable=retryable)
         self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.hint = hint
         self.retry_after = retry_after
         self.body = body or {}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> ApiError:
@@ -85,8 +92,8 @@ class ApiError(Exception):
         except (ValueError, KeyError, TypeError):
             return cls(
                 response.status_code,
-                f"http.{response.status_code}",
-                response.text[:200],
+                "request.invalid" if response.status_code < 500 else "internal",
+                response.text[:200] or f"HTTP {response.status_code}",
                 retry_after=retry_after,
             )
         return cls(
@@ -94,7 +101,9 @@ class ApiError(Exception):
             code,
             message,
             field=error.get("field"),
+            limit=error.get("limit"),
             hint=error.get("hint"),
+            retryable=error.get("retryable"),
             retry_after=retry_after,
             body=error,
         )

@@ -23,6 +23,11 @@ from sgflow.engine.protocol import ConstraintSpec
 
 __all__ = ["GrammarBackend", "GrammarState"]
 
+_INVALID = {
+    "regex": "grammar.invalid_regex",
+    "json_schema": "grammar.invalid_schema",
+    "ebnf": "grammar.invalid_ebnf",
+}
 MAX_SOURCE_CHARS = {"regex": 10_000, "json_schema": 200_000, "ebnf": 100_000}
 
 
@@ -96,11 +101,13 @@ class GrammarBackend:
             raise ConstraintError(
                 f"{field} did not compile within {self.compile_timeout_s:g}s; simplify it",
                 field=field,
-                code="grammar.timeout",
+                code="grammar.compile_timeout",
             ) from None
         except Exception as exc:  # xgrammar raises RuntimeError/ValueError subclasses
             message = _clean(str(exc)) or type(exc).__name__
-            raise ConstraintError(f"{field} cannot be compiled: {message}", field=field) from None
+            raise ConstraintError(
+                f"{field} cannot be compiled: {message}", field=field, code=_INVALID[spec.kind]
+            ) from None
         return compiled
 
     def _compile(self, spec: ConstraintSpec) -> xgr.CompiledGrammar:

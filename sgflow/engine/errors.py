@@ -3,19 +3,24 @@
 Hierarchy (catch by meaning):
 
 - EngineError                 every refusal or failure the engine answers with a body
-  - BadRequest                the request is wrong; 400, the engine keeps serving
-    - ConstraintError         a regex / JSON Schema / EBNF that cannot be compiled
+  - BadRequest                the request is wrong (``request.invalid``); the engine keeps serving
+    - ConstraintError         a regex / JSON Schema / EBNF that cannot be compiled (``grammar.*``)
     - ContextOverflow         prompt plus max_new_tokens do not fit the context
   - Overloaded                too many queued requests; 503, retryable
   - Aborted                   the request was cancelled or the engine shut down
 
-Bodies follow SGLang's shape, ``{"error": {"message": ...}}``, with sgflow's ``code``
-and ``field`` (a dotted path into the request) added so a client can act on them.
+Each is a :class:`sgflow.errors.SgflowError`: codes and statuses come from the one registry,
+so a refusal reads the same from the engine as from the checker or the API. Bodies keep
+SGLang's shape, ``{"error": {"message": ...}}``, with sgflow's ``code``, ``field`` (a JSON
+pointer into the request, e.g. ``/sampling_params/regex``), ``limit``, ``hint`` and
+``retryable`` beside it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from sgflow.errors import SgflowError
 
 __all__ = [
     "Aborted",
@@ -27,36 +32,25 @@ __all__ = [
 ]
 
 
-class EngineError(Exception):
-    """Base class; ``status`` is the HTTP status, ``code`` a stable identifier."""
+class EngineError(SgflowError):
+    """Base class; ``code`` (default: the class's) is a registered code, which gives the
+    HTTP ``status``. ``field`` may be given dotted (``sampling_params.regex``): it is
+    answered as a JSON pointer."""
 
-    status: int = 500
     code: str = "engine.internal"
-    retryable: bool = False
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if code is not None:
-            self.code = code
-
-    def to_body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"message": self.message, "code": self.code}
-        if self.field is not None:
-            error["field"] = self.field
-        if self.retryable:
-            error["retryable"] = True
-        return {"error": error}
+    def __init__(
+        self, message: str, *, field: str | None = None, code: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(code or type(self).code, message, field=field, **kwargs)
 
 
 class BadRequest(EngineError):
-    status = 400
     code = "request.invalid"
 
 
 class ConstraintError(BadRequest):
-    code = "grammar.invalid"
+    code = "grammar.invalid_schema"
 
 
 class ContextOverflow(BadRequest):
@@ -64,11 +58,8 @@ class ContextOverflow(BadRequest):
 
 
 class Overloaded(EngineError):
-    status = 503
     code = "engine.overloaded"
-    retryable = True
 
 
 class Aborted(EngineError):
-    status = 499
     code = "request.aborted"

@@ -1,6 +1,7 @@
 """The one error type of the grammar package, and its stable codes.
 
-Every refusal is a :class:`GrammarError` carrying a ``code`` from :data:`CODES` (callers
+Every refusal is a :class:`GrammarError` (a :class:`sgflow.errors.SgflowError`) carrying a
+``code`` from the one registry, :data:`sgflow.errors.CODES` (callers
 branch on the code, never on the message), a ``pointer`` (RFC 6901 JSON pointer into the
 constraint: ``""`` is the whole constraint, ``"/properties/age/minimum"`` a keyword of a
 JSON Schema, ``"/3"`` an option of a choices list), a human ``message`` and a ``hint``
@@ -26,77 +27,61 @@ document (a program step) prefixes its own location before reporting.
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from sgflow.errors import CODES as _REGISTRY
+from sgflow.errors import SgflowError, escape_pointer
 
 __all__ = ["CODES", "GrammarError", "clean_xgrammar_message", "escape_pointer"]
 
-CODES: dict[str, str] = {
-    "grammar.unsupported": "valid, but xgrammar cannot enforce it as written",
-    "grammar.invalid_regex": "the regex does not parse",
-    "grammar.invalid_ebnf": "the EBNF grammar does not parse",
-    "grammar.invalid_schema": "the JSON Schema is invalid or cannot be compiled",
-    "grammar.invalid_choices": "the choices list is empty, has empty or duplicate options",
-    "grammar.unknown_name": "no library grammar has this name",
-    "grammar.ref_cycle": "$refs that loop without producing JSON (or any loop, by default)",
-    "grammar.unsafe_regex": "a pattern prone to catastrophic backtracking",
-    "grammar.compile_timeout": "compilation took longer than the time limit",
-    "limit.schema_depth": "the JSON Schema nests too deeply",
-    "limit.schema_size": "the JSON Schema is too large",
-    "limit.enum_size": "an enum or choices list has too many options",
-    "limit.regex_size": "a regex is too long",
-    "limit.grammar_size": "an EBNF grammar is too long",
-}
+_NAMES = (
+    "grammar.unsupported",
+    "grammar.invalid_regex",
+    "grammar.invalid_ebnf",
+    "grammar.invalid_schema",
+    "grammar.invalid_choices",
+    "grammar.unknown_name",
+    "grammar.ref_cycle",
+    "grammar.unsafe_regex",
+    "grammar.compile_timeout",
+    "limit.schema_depth",
+    "limit.schema_size",
+    "limit.enum_size",
+    "limit.regex_size",
+    "limit.grammar_size",
+)
+CODES: dict[str, str] = {name: _REGISTRY[name].summary for name in _NAMES}
+"""The codes a :class:`GrammarError` carries (a view of :data:`sgflow.errors.CODES`)."""
 
 
-class GrammarError(Exception):
+class GrammarError(SgflowError):
     """A constraint sgflow refuses; see the module docstring for the codes.
 
-    ``limit`` is set for ``limit.*`` codes. Errors are values: :func:`~sgflow.grammars.check`
-    returns them in a list, :func:`~sgflow.grammars.compile_checked` raises the first.
+    ``pointer`` (also ``field``) is the JSON pointer into the constraint; ``limit`` is set
+    for ``limit.*`` codes. Errors are values: :func:`~sgflow.grammars.check` returns them in
+    a list, :func:`~sgflow.grammars.compile_checked` raises the first.
     """
-
-    retryable = False
 
     def __init__(
         self,
         code: str,
         pointer: str,
         message: str,
-        hint: str = "",
+        hint: str | None = "",
         *,
         limit: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.pointer = pointer
-        self.message = message
-        self.hint = hint
-        self.limit = limit
+        super().__init__(code, message, field=pointer, limit=limit, hint=hint)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The error as the JSON body field of an API answer."""
-        body: dict[str, Any] = {
-            "code": self.code,
-            "pointer": self.pointer,
-            "message": self.message,
-            "hint": self.hint,
-        }
-        if self.limit is not None:
-            body["limit"] = self.limit
-        return body
+    @property
+    def pointer(self) -> str:
+        return self.field or ""
 
-    def __str__(self) -> str:
-        where = self.pointer or "/"
-        hint = f" (hint: {self.hint})" if self.hint else ""
-        return f"{self.code} at {where}: {self.message}{hint}"
+    @pointer.setter
+    def pointer(self, value: str) -> None:
+        self.field = value
 
     def __repr__(self) -> str:
         return f"GrammarError({self.code!r}, {self.pointer!r}, {self.message!r})"
-
-
-def escape_pointer(token: str | int) -> str:
-    """One reference token of a JSON pointer (RFC 6901: ``~`` → ``~0``, ``/`` → ``~1``)."""
-    return str(token).replace("~", "~0").replace("/", "~1")
 
 
 # xgrammar prefixes messages with "[12:34:56] /project/cpp/file.cc:83: ".

@@ -61,7 +61,7 @@ class _Checker:
         self.limits = limits
         self.errors: list[ProgramError] = []
 
-    def error(self, code: str, pointer: str, message: str, hint: str = "") -> None:
+    def error(self, code: str, pointer: str, message: str, hint: str | None = "") -> None:
         self.errors.append(
             ProgramError(
                 code=code,
@@ -311,7 +311,7 @@ class _Checker:
         kinds = gen.constraint_kinds()
         if len(kinds) > 1:
             self.error(
-                "gen.multiple_constraints",
+                "grammar.conflict",
                 p,
                 f"a generation takes one constraint; this one has {', '.join(kinds)}",
                 "keep one",
@@ -325,7 +325,7 @@ class _Checker:
                 "lower it",
             )
         if gen.stop is not None and any(not s for s in gen.stop):
-            self.error("gen.empty_stop", f"{p}/stop", "stop strings must not be empty", "")
+            self.error("program.invalid_value", f"{p}/stop", "stop strings must not be empty", "")
         if gen.choices is not None:
             self.choices(gen.choices, f"{p}/choices")
             return
@@ -338,12 +338,14 @@ class _Checker:
 
     def choices(self, choices: list[str], p: str) -> None:
         if not choices:
-            self.error("choices.empty", p, "there are no choices", "list at least one")
+            self.error("grammar.invalid_choices", p, "there are no choices", "list at least one")
         if len(set(choices)) != len(choices):
             dup = sorted({c for c in choices if choices.count(c) > 1})
-            self.error("choices.duplicate", p, f"duplicate choices: {dup}", "remove duplicates")
+            self.error(
+                "grammar.invalid_choices", p, f"duplicate choices: {dup}", "remove duplicates"
+            )
         if any(c == "" for c in choices):
-            self.error("choices.empty_string", p, "a choice is the empty string", "remove it")
+            self.error("grammar.invalid_choices", p, "a choice is the empty string", "remove it")
         if len(choices) > self.limits.max_choices:
             self.error(
                 "limit.choices",

@@ -68,7 +68,7 @@ def _load_ref(ref: str, base_dir: str | None, pointer: str) -> dict[str, Any]:
             if isinstance(loaded, dict):
                 return loaded
     raise GrammarError(
-        "schema.ref_unresolved",
+        "grammar.ref_unresolved",
         pointer,
         f"$ref {ref!r} names no library schema and no file beside the program",
         "use a name from `sgflow grammars list` (grammars/library/NAME.schema.json) or a "

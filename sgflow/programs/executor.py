@@ -465,7 +465,7 @@ def _templated(
     try:
         return fn(source, ctx)
     except TemplateFailure as exc:
-        raise RunError(f"template.{exc.kind}", f"step `{step}`: {exc.message}", step=step) from None
+        raise RunError(exc.code, f"step `{step}`: {exc.message}", step=step) from None
 
 
 def _assistant_text(value: Any) -> str | None:
@@ -556,7 +556,7 @@ def _output(ir: ProgramIR, inputs: dict[str, Any], steps: dict[str, Any]) -> Any
     try:
         value = render_value(ir.output_value, {"inputs": inputs, "steps": steps})
     except TemplateFailure as exc:
-        raise RunError(f"template.{exc.kind}", f"output: {exc.message}") from None
+        raise RunError(exc.code, f"output: {exc.message}") from None
     if ir.output_schema is not None:
         problems = validation_errors(value, ir.output_schema)
         if problems:

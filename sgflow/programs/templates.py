@@ -52,12 +52,22 @@ class RenderLimits:
     max_seconds: float = 1.0
 
 
+_CODES = {
+    "syntax": "template.syntax",
+    "undefined": "template.undefined",
+    "limit": "template.limit",
+    "error": "template.error",
+}
+
+
 class TemplateFailure(Exception):
-    """A template that does not parse or render; ``kind`` is syntax|undefined|limit|error."""
+    """A template that does not parse or render; ``kind`` is syntax|undefined|limit|error,
+    ``code`` the registered error code for it (``template.<kind>``)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
+        self.code = _CODES[kind]
         self.message = message
 
 

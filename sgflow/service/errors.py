@@ -36,6 +36,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sgflow.errors import SgflowError
+
 __all__ = [
     "ApiError",
     "error_response",
@@ -49,13 +51,13 @@ __all__ = [
 log = logging.getLogger("sgflow.service")
 
 
-class ApiError(Exception):
+class ApiError(SgflowError):
     """An error the client caused or must act on; the handlers turn it into its body.
 
-    ``status`` is the HTTP status, ``code`` a stable dotted code, ``message`` a sentence for
-    people. Optional: ``field`` (JSON pointer, default None), ``limit`` (the limit exceeded,
-    default None), ``hint`` (how to fix it, default None), ``headers`` (added to the response,
-    default None), ``extra`` (more keys for the error object, e.g. ``errors``, default None).
+    A :class:`sgflow.errors.SgflowError` raised by a route: ``code`` must be registered,
+    ``status`` must be the one the registry gives it (``ValueError`` otherwise: one code, one
+    status, whoever answers it). Optional: ``field`` (JSON pointer), ``limit``, ``hint``,
+    ``headers`` (added to the response), ``extra`` (more keys for the error object).
     """
 
     def __init__(
@@ -70,29 +72,14 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.limit = limit
-        self.hint = hint
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-
-    def to_body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {
-            "code": self.code,
-            "message": self.message,
-            "field": self.field,
-            "limit": self.limit,
-            "hint": self.hint,
-        }
-        error.update(self.extra)
-        return {"error": error}
+        super().__init__(
+            code, message, field=field, limit=limit, hint=hint, headers=headers, extra=extra
+        )
+        if status != self.status:
+            raise ValueError(f"{code} is answered with {self.status}, not {status}")
 
 
-def error_response(err: ApiError) -> JSONResponse:
+def error_response(err: SgflowError) -> JSONResponse:
     """The response for ``err``: its status, body and headers."""
     return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers or None)
 
@@ -133,7 +120,7 @@ def loc_to_field(loc: Sequence[Any]) -> str:
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+    assert isinstance(exc, SgflowError)
     return error_response(exc)
 
 
@@ -180,6 +167,7 @@ def malformed_json(detail: str) -> ApiError:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
+    err: SgflowError
     if exc.status_code == 404:
         err = ApiError(
             404,
@@ -196,8 +184,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             hint="see /docs for the methods of this path",
             headers=headers,
         )
-    else:
-        err = ApiError(exc.status_code, f"http.{exc.status_code}", str(exc.detail), headers=headers)
+    else:  # an HTTPException raised inside FastAPI/Starlette (e.g. a body it could not read)
+        code = "request.malformed_json" if exc.status_code == 400 else "request.invalid"
+        err = SgflowError(code, str(exc.detail), headers=headers)
+        err.status = exc.status_code
     return error_response(err)
 
 
@@ -215,7 +205,7 @@ def install_error_handlers(app: FastAPI) -> None:
     other HTTP errors, and unexpected exceptions (500 ``internal``). Oversized bodies are
     refused by :class:`sgflow.service.middleware.BodySizeLimitMiddleware` with
     :func:`request_too_large`."""
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(SgflowError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

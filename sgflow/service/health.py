@@ -19,6 +19,8 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sgflow.errors import SgflowError
+
 __all__ = [
     "CHECK_TIMEOUT_S",
     "CheckResult",
@@ -124,13 +126,11 @@ async def readyz(request: Request) -> JSONResponse:
         "checks": [asdict(r) for r in results],
     }
     if failing:
-        body["error"] = {
-            "code": "service.not_ready",
-            "message": "not ready: " + ", ".join(failing),
-            "field": None,
-            "limit": None,
-            "hint": "see `checks` for what each dependency answered",
-        }
+        body["error"] = SgflowError(
+            "service.not_ready",
+            "not ready: " + ", ".join(failing),
+            hint="see `checks` for what each dependency answered",
+        ).to_dict()
     return JSONResponse(body, status_code=503 if failing else 200)
 
 

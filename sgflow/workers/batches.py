@@ -51,6 +51,7 @@ from typing import Any
 
 import httpx
 
+from sgflow.errors import SgflowError
 from sgflow.workers.records import BatchProgress
 from sgflow.workers.records import as_str as _s
 from sgflow.workers.store import RunStore
@@ -479,10 +480,10 @@ def sweep(batches: BatchStore, *, limit: int = 1000) -> list[tuple[str, str]]:
         status = _s(status)
         if status == "validating":
             if now - float(_s(created)) >= STALE_VALIDATING_S:
-                error = {
-                    "code": "batch.creation_interrupted",
-                    "message": "the API stopped while creating this batch's lines",
-                }
+                error = SgflowError(
+                    "batch.creation_interrupted",
+                    "the API stopped while creating this batch's lines",
+                ).to_dict()
                 fail_batch(batches, batch_id, error, total=int(_s(total)))
                 done.append((batch_id, "failed"))
             continue

@@ -15,13 +15,16 @@ Hierarchy (catch by meaning; branch on ``code``, never on the message):
   - InvalidCursor             ``run.invalid_cursor``: a ``list_runs`` cursor the store did not
                               issue; the service answers 422 naming ``field``
 
-``to_dict()`` gives the body stored in a run's ``error`` and sent to clients:
-``{"code", "message", "hint"?, "limit"?, "field"?}``.
+Every one is a :class:`sgflow.errors.SgflowError`; ``to_dict()`` gives the body stored in a
+run's ``error`` and sent to clients.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from sgflow.errors import CODES as _REGISTRY
+from sgflow.errors import SgflowError
 
 __all__ = [
     "CODES",
@@ -34,31 +37,27 @@ __all__ = [
 ]
 
 CODES: dict[str, str] = {
-    "run.not_found": "no run with this id (never created, or its result has expired)",
-    "run.lease_lost": "a write by an attempt that no longer holds the run",
-    "run.already_finished": "a write to a run whose result is already written",
-    "run.max_attempts": "the run lost its worker too many times and was given up",
-    "run.invalid_cursor": "a pagination cursor the store did not issue",
+    name: _REGISTRY[name].summary
+    for name in (
+        "run.not_found",
+        "run.lease_lost",
+        "run.already_finished",
+        "run.max_attempts",
+        "run.invalid_cursor",
+    )
 }
+"""The codes a :class:`StoreError` carries (a view of :data:`sgflow.errors.CODES`)."""
 
 
-class StoreError(Exception):
-    """Base class; ``code`` is one of :data:`CODES`."""
+class StoreError(SgflowError):
+    """Base class; ``code`` (a class attribute) is one of :data:`CODES`."""
 
     code: str = "run.store"
-    retryable: bool = False
-    hint: str = ""
+    hint: str | None = None
 
-    def __init__(self, message: str, *, run_id: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, run_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(type(self).code, message, hint=type(self).hint, **kwargs)
         self.run_id = run_id
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.hint:
-            out["hint"] = self.hint
-        return out
 
 
 class RunNotFound(StoreError):
@@ -98,19 +97,14 @@ class MaxAttemptsExceeded(StoreError):
         super().__init__(
             f"run {run_id!r} lost its worker on each of {limit} attempts and was given up",
             run_id=run_id,
+            limit=limit,
         )
-        self.limit = limit
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "limit": self.limit}
 
 
 class InvalidCursor(StoreError):
     code = "run.invalid_cursor"
-    field = "cursor"
 
     def __init__(self, cursor: str) -> None:
-        super().__init__(f"{cursor[:40]!r} is not a cursor this service issued")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "field": self.field}
+        super().__init__(
+            f"{cursor[:40]!r} is not a cursor this service issued", field="query:cursor"
+        )

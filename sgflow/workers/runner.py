@@ -130,10 +130,10 @@ class Runner:
             return self._finish(
                 attempt,
                 "failed",
-                error={
-                    "code": "program.missing",
-                    "message": f"the program body {run.program_hash[:12]}… is not in the store",
-                },
+                error=RunError(
+                    "program.missing",
+                    f"the program body {run.program_hash[:12]}… is not in the store",
+                ).to_dict(),
             )
         ir = compile_program(Program.model_validate(body))
         for retry in range(self.engine_retries + 1):
@@ -160,8 +160,8 @@ class Runner:
         """Raise the :class:`RunError` that ends ``run`` now: ``run.deadline_exceeded`` past
         its deadline, ``run.cancelled`` once a cancellation was requested."""
         if run.past_deadline(self.store.clock()):
-            error = deadline_error(run.id)
-            raise RunError(error["code"], error["message"])
+            err = deadline_error(run.id)
+            raise RunError(err.code, err.message, hint=err.hint)
         if self.store.is_cancel_requested(run.id):
             raise RunError("run.cancelled", "the run was cancelled")
 
@@ -204,11 +204,9 @@ class Runner:
                 steps={},
                 trace=[],
                 usage={},
-                error={
-                    "code": "engine.unavailable",
-                    "retryable": True,
-                    "message": f"the engine cannot be reached: {exc}",
-                },
+                error=RunError(
+                    "engine.unavailable", f"the engine cannot be reached: {exc}"
+                ).to_dict(),
             )
         return execute(ir, run.inputs, endpoint, on_event=on_event, completed=completed)
 
@@ -224,7 +222,7 @@ class Runner:
                     "usage": result.usage,
                 },
             )
-        error = result.error or {"code": "internal", "message": "no error recorded"}
+        error = result.error or RunError("run.failed", "no error recorded").to_dict()
         status = "cancelled" if error.get("code") == "run.cancelled" else "failed"
         return self._finish(attempt, status, error=error)
 

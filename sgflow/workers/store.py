@@ -22,6 +22,7 @@ from typing import Any
 
 import redis
 
+from sgflow.errors import SgflowError
 from sgflow.workers import lua
 from sgflow.workers.errors import LeaseLost, MaxAttemptsExceeded, RunAlreadyFinished, RunNotFound
 from sgflow.workers.listing import list_runs
@@ -201,7 +202,7 @@ class RunStore:
                 self.result_ttl_s,
                 _dumps(MaxAttemptsExceeded(run_id, self.max_attempts).to_dict()),
                 _dumps(worker),
-                _dumps(deadline_error(run_id)),
+                _dumps(deadline_error(run_id).to_dict()),
             ],
         )
         outcome = _s(outcome)
@@ -407,7 +408,7 @@ class RunStore:
                         self.max_attempts,
                         self.result_ttl_s,
                         _dumps(MaxAttemptsExceeded(run_id, self.max_attempts).to_dict()),
-                        _dumps(deadline_error(run_id)),
+                        _dumps(deadline_error(run_id).to_dict()),
                     ],
                 )
             )
@@ -429,7 +430,12 @@ class RunStore:
             outcome = _s(
                 self._expire_queued(
                     keys=self._terminal_keys(run_id),
-                    args=[run_id, repr(now), self.result_ttl_s, _dumps(deadline_error(run_id))],
+                    args=[
+                        run_id,
+                        repr(now),
+                        self.result_ttl_s,
+                        _dumps(deadline_error(run_id).to_dict()),
+                    ],
                 )
             )
             self.redis.zrem(self.keys.deadlines, run_id)
@@ -468,13 +474,13 @@ class RunStore:
         return self.keys.terminal(run_id, _s(parent) if parent else None)
 
 
-def deadline_error(run_id: str) -> dict[str, Any]:
+def deadline_error(run_id: str) -> SgflowError:
     """The error recorded on a run that was not finished by its deadline."""
-    return {
-        "code": "run.deadline_exceeded",
-        "message": f"run {run_id!r} did not finish by its deadline",
-        "hint": "submit it again with a later deadline_s, or none",
-    }
+    return SgflowError(
+        "run.deadline_exceeded",
+        f"run {run_id!r} did not finish by its deadline",
+        hint="submit it again with a later deadline_s, or none",
+    )
 
 
 def _raise_fenced(outcome: str, claim: Claim) -> None:

@@ -32,52 +32,56 @@ def test_body_as_sglang_router_forwards_it_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("body", "field", "needle"),
     [
-        ({"text": "a", "foo": 1}, "foo", "unknown field"),
+        ({"text": "a", "foo": 1}, "/foo", "unknown field"),
         (
             {"text": "a", "sampling_params": {"max_new_tokenz": 1}},
-            "sampling_params.max_new_tokenz",
+            "/sampling_params/max_new_tokenz",
             "unknown field",
         ),
         (
             {"text": "a", "sampling_params": {"max_new_tokens": -1}},
-            "sampling_params.max_new_tokens",
+            "/sampling_params/max_new_tokens",
             "greater than or equal",
         ),
         (
             {"text": "a", "sampling_params": {"temperature": "hot"}},
-            "sampling_params.temperature",
+            "/sampling_params/temperature",
             "valid number",
         ),
-        ({"text": "a", "sampling_params": {"top_p": 0}}, "sampling_params.top_p", "greater than 0"),
-        ({"text": "a", "sampling_params": {"top_k": 0}}, "sampling_params.top_k", "top_k"),
-        ({"text": "a", "sampling_params": {"n": 99}}, "sampling_params.n", "less than or equal"),
+        (
+            {"text": "a", "sampling_params": {"top_p": 0}},
+            "/sampling_params/top_p",
+            "greater than 0",
+        ),
+        ({"text": "a", "sampling_params": {"top_k": 0}}, "/sampling_params/top_k", "top_k"),
+        ({"text": "a", "sampling_params": {"n": 99}}, "/sampling_params/n", "less than or equal"),
         (
             {"text": "a", "sampling_params": {"stop": [""]}},
-            "sampling_params.stop",
+            "/sampling_params/stop",
             "must not be empty",
         ),
-        ({"text": "a", "image_data": "x.png"}, "image_data", "not supported"),
-        ({"text": "a", "return_hidden_states": True}, "return_hidden_states", "not supported"),
-        ({"text": 5}, "text", "valid string"),
-        ({"text": "a", "stream": "yes"}, "stream", "valid boolean"),
+        ({"text": "a", "image_data": "x.png"}, "/image_data", "not supported"),
+        ({"text": "a", "return_hidden_states": True}, "/return_hidden_states", "not supported"),
+        ({"text": 5}, "/text", "valid string"),
+        ({"text": "a", "stream": "yes"}, "/stream", "valid boolean"),
     ],
 )
 def test_invalid_fields_are_named(body: dict[str, Any], field: str, needle: str) -> None:
     with pytest.raises(BadRequest, match=needle) as err:
         parse_generate(body)
     assert err.value.field == field
-    assert err.value.status == 400
+    assert err.value.status == 422
 
 
 @pytest.mark.parametrize(
     ("body", "field", "needle"),
     [
-        ({}, "text", "exactly one of text or input_ids"),
-        ({"text": "a", "input_ids": [1]}, "text", "exactly one"),
-        ({"text": []}, "text", "must not be empty"),
-        ({"text": ["a"] * (MAX_BATCH + 1)}, "text", f"at most {MAX_BATCH}"),
-        ({"text": ["a", "b"], "sampling_params": [{}]}, "sampling_params", "2 prompts"),
-        ({"text": "a", "top_logprobs_num": 500}, "top_logprobs_num", "between 0 and"),
+        ({}, "/text", "exactly one of text or input_ids"),
+        ({"text": "a", "input_ids": [1]}, "/text", "exactly one"),
+        ({"text": []}, "/text", "must not be empty"),
+        ({"text": ["a"] * (MAX_BATCH + 1)}, "/text", f"at most {MAX_BATCH}"),
+        ({"text": ["a", "b"], "sampling_params": [{}]}, "/sampling_params", "2 prompts"),
+        ({"text": "a", "top_logprobs_num": 500}, "/top_logprobs_num", "between 0 and"),
     ],
 )
 def test_request_shape_errors(body: dict[str, Any], field: str, needle: str) -> None:

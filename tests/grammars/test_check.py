@@ -200,11 +200,13 @@ def test_error_body_and_text() -> None:
         (error,) = check(Regex("abcd"))
     assert error.to_dict() == {
         "code": "limit.regex_size",
-        "pointer": "",
+        "field": "",
         "message": "the regex is 4 characters; the limit is 3",
         "hint": "shorten it, or use an EBNF grammar for large languages",
         "limit": 3,
+        "retryable": False,
     }
-    assert str(error).startswith("limit.regex_size at /: the regex is 4 characters")
+    assert str(error).startswith("limit.regex_size: the regex is 4 characters")
     error.pointer = "/steps/0/gen/regex" + error.pointer  # callers prefix their location
-    assert error.to_dict()["pointer"] == "/steps/0/gen/regex"
+    assert error.to_dict()["field"] == "/steps/0/gen/regex"
+    assert str(error).startswith("limit.regex_size at /steps/0/gen/regex: the regex")

@@ -160,7 +160,7 @@ CASES: list[tuple[str, Any, str, str]] = [
     (
         "two-constraints",
         add_step(step(gen={"regex": "a", "ebnf": 'root ::= "a"'})),
-        "gen.multiple_constraints",
+        "grammar.conflict",
         "/steps/2/gen",
     ),
     (
@@ -169,17 +169,22 @@ CASES: list[tuple[str, Any, str, str]] = [
         "limit.max_tokens",
         "/steps/2/gen/max_tokens",
     ),
-    ("empty-stop", add_step(step(gen={"stop": [""]})), "gen.empty_stop", "/steps/2/gen/stop"),
+    (
+        "empty-stop",
+        add_step(step(gen={"stop": [""]})),
+        "program.invalid_value",
+        "/steps/2/gen/stop",
+    ),
     (
         "duplicate-choices",
         add_step(step(select=["x", "x"])),
-        "choices.duplicate",
+        "grammar.invalid_choices",
         "/steps/2/select",
     ),
     (
         "empty-choice",
         add_step(step(gen={"choices": ["x", ""]})),
-        "choices.empty_string",
+        "grammar.invalid_choices",
         "/steps/2/gen/choices",
     ),
     (
@@ -209,7 +214,7 @@ CASES: list[tuple[str, Any, str, str]] = [
     (
         "unresolved-ref",
         add_step(step(gen={"json_schema": {"$ref": "grammars/library/nope.schema.json"}})),
-        "schema.ref_unresolved",
+        "grammar.ref_unresolved",
         "/steps/2/gen/json_schema/$ref",
     ),
     (

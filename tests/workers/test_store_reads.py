@@ -135,7 +135,7 @@ def test_a_foreign_or_broken_cursor_is_refused(store: RunStore) -> None:
     for cursor in ("garbage!", "bm90IGpzb24", "WzEsMiwzXQ", "WyJ4IiwgInkiXQ"):
         with pytest.raises(InvalidCursor, match="not a cursor") as info:
             store.list_runs("acme", cursor=cursor)
-        assert info.value.to_dict()["field"] == "cursor"
+        assert info.value.to_dict()["field"] == "query:cursor"
         assert info.value.code == "run.invalid_cursor"
 
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from sgflow.errors import SgflowError
 from sgflow.grammars import check
 from sgflow.grammars.spec import JsonSchema
 from sgflow.programs.executor import validation_errors
@@ -121,11 +122,6 @@ def extract(
     if not run.finished:
         return JSONResponse(view, status_code=202, headers={"Location": view["status_url"]})
     if run.status != "succeeded":
-        error = run.error or {}
-        raise ApiError(
-            422 if str(error.get("code", "")).startswith("output.") else 502,
-            str(error.get("code", "run.failed")),
-            str(error.get("message", "the extraction failed")),
-            extra={"run": run.id, "details": error.get("details")},
-        )
+        error = run.error or {"code": "run.failed", "message": "the extraction failed"}
+        raise SgflowError.from_dict(error, run=run.id, details=error.get("details"))
     return JSONResponse({"object": view["output"], "run": view})
