@@ -405,7 +405,6 @@ class _Run:
                 "engine.error",
                 f"step `{step}`: the engine failed: {error}",
                 step=step,
-                retryable=True,
             )
         return value
 
@@ -439,7 +438,6 @@ class _Run:
                 "run.timeout",
                 f"the run exceeded its timeout of {self.ir.timeout_s:g}s before step `{step}`",
                 step=step,
-                retryable=True,
             )
 
     def _finish(
