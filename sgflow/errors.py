@@ -93,6 +93,7 @@ CODES: dict[str, Code] = _codes(
     ("fork.over_syntax", 422, False, "a fork's `over` expression does not parse"),
     ("gen.schema_from_syntax", 422, False, "a `json_schema_from` expression does not parse"),
     ("template.syntax", 422, False, "a template does not parse"),
+    ("template.forbidden", 422, False, "a template uses a tag or attribute the sandbox refuses"),
     ("template.unknown_name", 422, False, "a template uses a name it cannot see"),
     ("template.unknown_input", 422, False, "a template uses an input the program lacks"),
     ("template.undefined", 422, False, "a template used an undefined value while rendering"),
@@ -285,3 +286,7 @@ def codes_table() -> str:
             f"| `{name}` | {info.status} | {'yes' if info.retryable else 'no'} | {info.summary} |"
         )
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `python -m sgflow.errors`: the README's table
+    print(codes_table())

@@ -32,6 +32,13 @@ __all__ = ["ProgramLimits", "check_program", "check_source", "load_program", "pa
 RESERVED_IDS = {"inputs", "steps", "loop", "item", "index", "range", "true", "false", "none"}
 
 
+_TEMPLATE_HINTS = {
+    "syntax": "fix the Jinja syntax",
+    "forbidden": "templates may use expressions, `if`, `for` and `set x = …`, on `inputs` and "
+    "`steps`; no macros, blocks, includes or private attributes",
+}
+
+
 @dataclass(frozen=True)
 class ProgramLimits:
     """Limits on programs; defaults in the field values."""
@@ -255,7 +262,7 @@ class _Checker:
         try:
             tree = parse_template(text)
         except TemplateFailure as exc:
-            self.error("template.syntax", pointer, exc.message, "fix the Jinja syntax")
+            self.error(exc.code, pointer, exc.message, _TEMPLATE_HINTS[exc.kind])
             return
         self.names(tree, pointer, scope)
 
@@ -263,7 +270,10 @@ class _Checker:
         try:
             tree = parse_expression(text)
         except TemplateFailure as exc:
-            self.error(code, pointer, exc.message, "write a Jinja expression, without {{ }}")
+            if exc.kind == "forbidden":
+                self.error(exc.code, pointer, exc.message, _TEMPLATE_HINTS[exc.kind])
+            else:
+                self.error(code, pointer, exc.message, "write a Jinja expression, without {{ }}")
             return
         self.names(tree, pointer, scope)
 

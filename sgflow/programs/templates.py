@@ -1,9 +1,10 @@
-"""User templates and expressions, in jinja2's immutable sandbox.
+"""User templates and expressions, in a bounded jinja2 sandbox (:mod:`sgflow.programs.sandbox`).
 
 Templates see ``inputs``, ``steps`` (outputs of earlier steps) and fork variables. Undefined
-names fail (``StrictUndefined``); rendering is capped in output size and time; the sandbox
-forbids attribute access to internals and mutation. Not outlines' templates: they are not
-sandboxed.
+names fail (``StrictUndefined``); rendering is capped in output size and time (a line tracer
+stops loops that print nothing); one operation cannot build more than the sandbox's limit; the
+sandbox forbids attribute access to internals and mutation, and the tags that capture output or
+load templates. Not outlines' templates: they are not sandboxed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from sgflow.programs.sandbox import SandboxLimit, bounded, environment, forbidden_nodes
 
 __all__ = [
     "RenderLimits",
@@ -30,19 +32,7 @@ __all__ = [
 ]
 
 
-class _DataFirstEnvironment(ImmutableSandboxedEnvironment):
-    """``x.items`` means the key "items" of user data, not ``dict.items``: user JSON has keys
-    named items, keys, values, and Jinja would otherwise hand back the bound method."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if isinstance(obj, dict) and attribute in obj:
-            return obj[attribute]
-        return super().getattr(obj, attribute)
-
-
-_env = _DataFirstEnvironment(
-    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
+_env = environment()
 _WHOLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 
 
@@ -54,6 +44,7 @@ class RenderLimits:
 
 _CODES = {
     "syntax": "template.syntax",
+    "forbidden": "template.forbidden",
     "undefined": "template.undefined",
     "limit": "template.limit",
     "error": "template.error",
@@ -61,7 +52,8 @@ _CODES = {
 
 
 class TemplateFailure(Exception):
-    """A template that does not parse or render; ``kind`` is syntax|undefined|limit|error,
+    """A template that does not parse or render; ``kind`` is
+    syntax|forbidden|undefined|limit|error,
     ``code`` the registered error code for it (``template.<kind>``)."""
 
     def __init__(self, kind: str, message: str) -> None:
@@ -72,10 +64,42 @@ class TemplateFailure(Exception):
 
 
 def parse_template(source: str) -> nodes.Template:
+    """The template's syntax tree; raises :class:`TemplateFailure` ``syntax`` for a template
+    that does not parse or uses a tag the sandbox refuses (``macro``, ``include``…)."""
     try:
-        return _env.parse(source)
+        tree = _env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateFailure("syntax", f"line {exc.lineno}: {exc.message}") from None
+    bad = forbidden_nodes(tree)
+    if bad:
+        line, tag = bad[0]
+        raise TemplateFailure(
+            "forbidden", f"line {line}: `{tag}` is not allowed in sgflow templates"
+        )
+    for line, name in private_names(tree):
+        raise TemplateFailure(
+            "forbidden", f"line {line}: `{name}` is private: templates read data, not internals"
+        )
+    return tree
+
+
+def private_names(tree: nodes.Template) -> list[tuple[int, str]]:
+    """``(line, name)`` of every attribute or constant key starting with ``_`` that the
+    template reads (``x.__class__``, ``x['_y']``, ``x|attr('__globals__')``): the sandbox
+    refuses them when rendering, this finds them before a program is stored."""
+    found: list[tuple[int, str]] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name: Any = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            arg = node.args[0]
+            name = arg.value if isinstance(arg, nodes.Const) else None
+        if isinstance(name, str) and name.startswith("_"):
+            found.append((node.lineno, name))
+    return sorted(found)
 
 
 def parse_expression(source: str) -> nodes.Template:
@@ -104,7 +128,9 @@ def render(source: str, context: dict[str, Any], limits: RenderLimits | None = N
     started = time.monotonic()
     out: list[str] = []
     size = 0
-    try:
+
+    def generate() -> None:
+        nonlocal size
         for chunk in template.generate(**context):
             size += len(chunk)
             if size > limits.max_chars:
@@ -114,6 +140,11 @@ def render(source: str, context: dict[str, Any], limits: RenderLimits | None = N
             if time.monotonic() - started > limits.max_seconds:
                 raise TemplateFailure("limit", f"rendering took over {limits.max_seconds:g}s")
             out.append(chunk)
+
+    try:
+        bounded(generate, limits.max_seconds)
+    except SandboxLimit as exc:
+        raise TemplateFailure("limit", str(exc)) from None
     except jinja2.UndefinedError as exc:
         raise TemplateFailure("undefined", str(exc.message)) from None
     except jinja2.exceptions.SecurityError as exc:
@@ -125,9 +156,14 @@ def render(source: str, context: dict[str, Any], limits: RenderLimits | None = N
     return "".join(out)
 
 
-def evaluate(expression: str, context: dict[str, Any]) -> Any:
+def evaluate(expression: str, context: dict[str, Any], limits: RenderLimits | None = None) -> Any:
+    """The value of a Jinja expression, under the same bounds as :func:`render`."""
+    limits = limits or RenderLimits()
     try:
-        return _env.compile_expression(expression, undefined_to_none=False)(**context)
+        compiled = _env.compile_expression(expression, undefined_to_none=False)
+        return bounded(lambda: compiled(**context), limits.max_seconds)
+    except SandboxLimit as exc:
+        raise TemplateFailure("limit", str(exc)) from None
     except jinja2.UndefinedError as exc:
         raise TemplateFailure("undefined", str(exc.message)) from None
     except jinja2.TemplateSyntaxError as exc:
