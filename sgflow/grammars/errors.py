@@ -11,8 +11,9 @@ that says how to fix it. Codes by meaning:
                  does not parse, or is not valid against its meta-schema
   - ``grammar.unsupported``   valid, but xgrammar rejects it or would silently enforce
                  something else (lookaround, backreferences, non-local ``$ref`` …)
-  - ``grammar.unsafe_regex``  a pattern that can backtrack exponentially in Python's ``re``
-                 (``jsonschema`` validates ``pattern`` with it after generation)
+  - ``grammar.regex_dialect`` a schema pattern RE2 (which evaluates patterns in Python) would
+                 read differently from xgrammar, or cannot compile (too large, over 1000
+                 repetitions); the message names the construct and its position
   - ``grammar.ref_cycle``     ``$ref``s that loop without producing any JSON
   - ``grammar.unknown_name``  no library grammar has this name
   - ``grammar.compile_timeout`` compilation ran past ``Limits.compile_timeout_s``
@@ -38,7 +39,7 @@ CODES: dict[str, str] = {
     "grammar.invalid_choices": "the choices list is empty, has empty or duplicate options",
     "grammar.unknown_name": "no library grammar has this name",
     "grammar.ref_cycle": "$refs that loop without producing JSON (or any loop, by default)",
-    "grammar.unsafe_regex": "a pattern prone to catastrophic backtracking",
+    "grammar.regex_dialect": "a schema pattern RE2 and xgrammar would read differently",
     "grammar.compile_timeout": "compilation took longer than the time limit",
     "limit.schema_depth": "the JSON Schema nests too deeply",
     "limit.schema_size": "the JSON Schema is too large",

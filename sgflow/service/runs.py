@@ -17,9 +17,9 @@ from typing import Any
 
 from celery import Celery
 
+from sgflow.grammars.validation import validation_errors
 from sgflow.programs.checker import check_program
 from sgflow.programs.compiler import program_hash
-from sgflow.programs.executor import validation_errors
 from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.deps import resolve_program_ref

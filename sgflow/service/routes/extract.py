@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sgflow.grammars import check
 from sgflow.grammars.spec import JsonSchema
-from sgflow.programs.executor import validation_errors
+from sgflow.grammars.validation import validation_errors
 from sgflow.service.deps import TenantDep
 from sgflow.service.errors import ApiError
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
