@@ -436,9 +436,7 @@ def parse_program(
     try:
         source = parse_source(text, file=file)
     except SourceError as exc:
-        return None, [
-            ProgramError("program.syntax", "", str(exc), "fix the YAML/JSON", file, exc.line)
-        ]
+        return None, [exc.problem(file)]
     errors = check_source(source, limits)
     if errors:
         return None, errors
@@ -455,9 +453,7 @@ def load_program(path: str, limits: ProgramLimits | None = None) -> Program:
     try:
         source = load_source(path)
     except SourceError as exc:
-        raise ProgramInvalid(
-            [ProgramError("program.syntax", "", str(exc), "fix the YAML/JSON", path, exc.line)]
-        ) from None
+        raise ProgramInvalid([exc.problem(path)]) from None
     errors = check_source(source, limits)
     if errors:
         raise ProgramInvalid(errors)

@@ -30,6 +30,7 @@ from typing import Any
 import sglang as sgl
 
 from sgflow.grammars.validation import validation_errors
+from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.programs.backend import SgflowEndpoint, ebnf_regex
 from sgflow.programs.compiler import to_sgl_function
 from sgflow.programs.errors import RunError
@@ -315,10 +316,10 @@ class _Run:
         c = gen.constraint
         if c.kind != "json_schema":
             return text, []
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return None, [{"pointer": "", "message": f"not JSON: {exc.msg} at {exc.pos}"}]
+        try:  # bounded like any JSON from outside: a model can nest until max_tokens
+            value = loads(text)
+        except JsonBoundsError as exc:
+            return None, [{"pointer": exc.pointer or "", "message": f"not JSON: {exc.message}"}]
         assert c.schema is not None
         return value, validation_errors(value, c.schema)
 

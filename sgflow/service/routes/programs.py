@@ -108,8 +108,7 @@ def _checked(data: Any, text: str) -> tuple[dict[str, Any], str | None]:
         try:
             source = parse_source(data["source"])
         except SourceError as exc:
-            err = ProgramError("program.syntax", "", str(exc), hint="fix the YAML", line=exc.line)
-            raise _invalid([err]) from None
+            raise _invalid([exc.problem()]) from None
         errors = check_source(source)
         if errors:
             raise _invalid(errors)
