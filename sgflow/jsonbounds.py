@@ -459,4 +459,23 @@ def load_yaml(
     finally:
         loader.dispose()
     as_json = json.dumps(data, default=str)  # NaN and lone surrogates are refused by loads
-    return loads(as_json, max_depth=max_depth, max_size=None), node
+    try:
+        return loads(as_json, max_depth=max_depth, max_size=None), node
+    except JsonBoundsError as exc:
+        exc.line = _line_of(node, exc.pointer or "")
+        raise
+
+
+def _line_of(node: yaml.Node, pointer: str) -> int:
+    """The line (1-based) of the node at ``pointer``, or of its deepest ancestor found."""
+    for token in pointer.split("/")[1:]:
+        key = token.replace("~1", "/").replace("~0", "~")
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [v for k, v in node.value if getattr(k, "value", None) == key]
+        elif isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            children = [node.value[int(key)]]
+        if not children:
+            break
+        node = children[-1]
+    return int(node.start_mark.line) + 1

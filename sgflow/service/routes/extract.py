@@ -94,6 +94,7 @@ def extract(
             first.code,
             first.message,
             field="/schema" + first.pointer,
+            limit=first.limit,
             hint=first.hint or None,
             extra={"errors": [dict(p.to_dict(), field="/schema" + p.pointer) for p in problems]},
         )
