@@ -122,6 +122,23 @@ def test_unevaluated_properties_agrees_with_jsonschema(schema: dict[str, Any]) -
         assert is_valid(instance, schema) == stock.is_valid(instance), instance
 
 
+@pytest.mark.parametrize(
+    ("value", "iri", "reference"),
+    [("https://例え.jp/パス?q=é#frag", True, True), ("http://ex.com/a b", False, False),
+     ("a" * 50_000, False, True), ("http://" + "a" * 50_000 + "/x", True, True),
+     ("http://ex.com/\ud800", False, False)],
+)  # fmt: skip
+def test_iri_formats_are_checked_in_linear_time(
+    monkeypatch: pytest.MonkeyPatch, value: str, iri: bool, reference: bool
+) -> None:
+    def slow(*args: Any) -> bool:
+        raise AssertionError("the Earley parser of rfc3987_syntax was used")
+
+    monkeypatch.setattr(jsonschema._format, "_rfc3987_is_valid_syntax", slow, raising=False)
+    assert is_valid(value, {"format": "iri"}) is iri
+    assert is_valid(value, {"format": "iri-reference"}) is reference
+
+
 def test_formats_are_checked_whatever_the_draft() -> None:
     assert validation_errors("2024-02-30", {"$schema": DRAFT7, "format": "date"})
     assert validation_errors("2024-02-29", {"format": "date"}) == []
