@@ -2,14 +2,16 @@
 
 ``K=V`` gives the string V; ``K=@PATH`` the text of a file; ``K:=JSON`` a JSON value (a
 number, a list, an object), as httpie spells it. ``--inputs FILE`` is a JSON object the pairs
-are merged over. Raises ``ValueError`` with a message for the user.
+are merged over. JSON is read with :func:`sgflow.jsonbounds.loads` (bounded depth, numbers,
+no NaN or duplicate keys). Raises ``ValueError`` with a message for the user.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from sgflow.jsonbounds import loads
 
 __all__ = ["parse_inputs"]
 
@@ -18,7 +20,7 @@ def parse_inputs(pairs: list[str], file: str | None = None) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if file:
         try:
-            loaded = json.loads(Path(file).read_text(encoding="utf-8"))
+            loaded = loads(Path(file).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read {file}: {exc}") from None
         if not isinstance(loaded, dict):
@@ -30,7 +32,7 @@ def parse_inputs(pairs: list[str], file: str | None = None) -> dict[str, Any]:
             raise ValueError(f"--input {pair!r} is not K=V, K=@FILE or K:=JSON")
         if key.endswith(":"):
             try:
-                inputs[key[:-1]] = json.loads(value)
+                inputs[key[:-1]] = loads(value)
             except ValueError as exc:
                 raise ValueError(f"--input {pair!r}: not JSON ({exc})") from None
         elif value.startswith("@"):

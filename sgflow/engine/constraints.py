@@ -9,7 +9,6 @@ vocabulary, so applying it costs a few microseconds instead of a pass over 49k t
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ import xgrammar as xgr
 
 from sgflow.engine.errors import ConstraintError
 from sgflow.engine.protocol import ConstraintSpec
+from sgflow.jsonbounds import JsonBoundsError, loads
 
 __all__ = ["GrammarBackend", "GrammarState"]
 
@@ -88,10 +88,13 @@ class GrammarBackend:
                 code="limit.grammar_size",
             )
         if spec.kind == "json_schema":
-            try:
-                schema = json.loads(spec.source)
-            except json.JSONDecodeError as exc:
-                raise ConstraintError(f"{field} is not valid JSON: {exc}", field=field) from None
+            try:  # bounded: a schema string nesting 20,000 deep must not reach xgrammar
+                schema = loads(spec.source, max_size=None)
+            except JsonBoundsError as exc:
+                code = "grammar.invalid" if exc.code == "request.malformed_json" else exc.code
+                raise ConstraintError(
+                    f"{field} is not acceptable JSON: {exc}", field=field, code=code
+                ) from None
             if not isinstance(schema, dict | bool):
                 raise ConstraintError(f"{field} must be a JSON object", field=field)
         future = self._pool.submit(self._compile, spec)

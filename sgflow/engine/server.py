@@ -23,6 +23,7 @@ from sgflow.engine.engine import Engine
 from sgflow.engine.errors import BadRequest, EngineError
 from sgflow.engine.protocol import parse_generate
 from sgflow.engine.sequence import Sequence, Update
+from sgflow.jsonbounds import JsonBoundsError, loads
 
 __all__ = ["create_app"]
 
@@ -39,10 +40,14 @@ def create_app(engine: Engine) -> FastAPI:
     @app.post("/generate")
     async def generate(request: Request) -> Response:
         raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}", field="") from None
+        try:  # bounded: depth, NaN, huge integers, lone surrogates, duplicate keys
+            body = loads(raw, max_size=None)
+        except JsonBoundsError as exc:
+            code = "request.invalid" if exc.code == "request.malformed_json" else exc.code
+            field = (exc.pointer or "").strip("/").replace("/", ".")
+            raise BadRequest(
+                f"the body is refused: {exc.message}", field=field, code=code
+            ) from None
         req = parse_generate(body)
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[Update] = asyncio.Queue()

@@ -9,7 +9,10 @@ A pure library (no HTTP, Celery or Redis). The pieces:
   engine uses) under the :class:`Limits`, without a tokenizer;
 - :func:`explain`: which JSON Schema keywords the grammar enforces while decoding, which
   only ``jsonschema`` validation catches, and which are refused;
-- the library: :func:`list_grammars`, :func:`get_grammar`, :func:`resolve_ref`.
+- the library: :func:`list_grammars`, :func:`get_grammar`, :func:`resolve_ref`;
+- :mod:`~sgflow.grammars.safe_regex` and :mod:`~sgflow.grammars.validation`: every user
+  regex evaluated in Python runs on RE2 (linear time), and values are validated against
+  user schemas with it (``validation_errors``).
 
 Every refusal is a :class:`GrammarError` with a stable ``code``, a JSON ``pointer`` and a
 ``hint``.

@@ -15,7 +15,7 @@ import xgrammar as xgr
 from sgflow.grammars.compiler import CheckResult, cached_grammar, memo_check
 from sgflow.grammars.errors import GrammarError
 from sgflow.grammars.limits import Limits, get_limits
-from sgflow.grammars.schema_checks import check_schema_static, pattern_errors
+from sgflow.grammars.schema_checks import check_schema_static, regex_errors
 from sgflow.grammars.spec import Choices, Ebnf, JsonSchema, Named, Regex, Spec
 
 __all__ = ["check", "compile_checked", "resolve"]
@@ -81,7 +81,7 @@ def _static(spec: Spec, limits: Limits) -> tuple[list[GrammarError], _Concrete |
     if isinstance(spec, Regex):
         if not isinstance(spec.pattern, str):
             return [GrammarError("grammar.invalid_regex", "", "a regex must be a string")], None
-        return pattern_errors(spec.pattern, "", limits), spec
+        return regex_errors(spec.pattern, "", limits), spec
     if isinstance(spec, Ebnf):
         return _ebnf(spec, limits), spec
     return check_schema_static(spec.schema, limits), spec

@@ -21,12 +21,12 @@ Annotations (``title``, ``description``, ``default``, ``$defs`` …) are not rep
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from typing import Any
 
 import jsonschema
 
+from sgflow.grammars import safe_regex, validation
 from sgflow.grammars.enforcement_rules import (
     ARRAY_KEYWORDS,
     FORMATS,
@@ -187,10 +187,9 @@ def _listed_values_conform(node: dict[str, Any]) -> bool | None:
     else:
         return None
     rest = {k: v for k, v in node.items() if k not in ("enum", "const")}
-    try:
-        validator = jsonschema.Draft202012Validator(rest)
-        return all(validator.is_valid(v) for v in values)
-    except Exception:  # a $ref or a malformed keyword: cannot tell, so do not promise
+    try:  # enum values and patterns are the user's: validate with RE2, never Python's re
+        return all(validation.is_valid(v, rest) for v in values)
+    except Exception:  # a malformed keyword: cannot tell, so do not promise
         return False
 
 
@@ -282,10 +281,10 @@ def _matches_any(patterns: Any, name: str) -> bool:
     if not isinstance(patterns, dict):
         return False
     for pattern in patterns:
-        try:
-            if re.fullmatch(pattern, name):
+        try:  # xgrammar generates whole keys, so the question is a full match
+            if safe_regex.fullmatch(pattern, name):
                 return True
-        except re.error:
+        except safe_regex.RegexRefused:
             continue
     return False
 

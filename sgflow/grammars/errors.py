@@ -12,8 +12,9 @@ that says how to fix it. Codes by meaning:
                  does not parse, or is not valid against its meta-schema
   - ``grammar.unsupported``   valid, but xgrammar rejects it or would silently enforce
                  something else (lookaround, backreferences, non-local ``$ref`` …)
-  - ``grammar.unsafe_regex``  a pattern that can backtrack exponentially in Python's ``re``
-                 (``jsonschema`` validates ``pattern`` with it after generation)
+  - ``grammar.regex_dialect`` a schema pattern RE2 (which evaluates patterns in Python) would
+                 read differently from xgrammar, or cannot compile (too large, over 1000
+                 repetitions); the message names the construct and its position
   - ``grammar.ref_cycle``     ``$ref``s that loop without producing any JSON
   - ``grammar.unknown_name``  no library grammar has this name
   - ``grammar.compile_timeout`` compilation ran past ``Limits.compile_timeout_s``
@@ -41,7 +42,7 @@ _NAMES = (
     "grammar.invalid_choices",
     "grammar.unknown_name",
     "grammar.ref_cycle",
-    "grammar.unsafe_regex",
+    "grammar.regex_dialect",
     "grammar.compile_timeout",
     "limit.schema_depth",
     "limit.schema_size",

@@ -11,6 +11,8 @@ max_schema_depth       32        nesting of subschemas (plus nesting inside enum
 max_schema_bytes       100_000   the JSON Schema, serialised compactly as UTF-8
 max_enum_size          1000      options of one ``enum`` or of a choices list
 max_regex_chars        4096      a regex constraint, or one ``pattern`` in a schema
+max_regex_memory       1 MiB     memory RE2 may use for one compiled pattern (program
+                                 and DFA cache), :mod:`~sgflow.grammars.safe_regex`
 max_ebnf_chars         50_000    an EBNF grammar
 compile_timeout_s      5.0       wall time of one xgrammar compilation
 max_json_whitespace    4         longest whitespace run the JSON grammar allows
@@ -50,6 +52,7 @@ class Limits:
     compile_timeout_s: float = 5.0
     max_json_whitespace: int = 4
     allow_recursive_refs: bool = True
+    max_regex_memory: int = 1 << 20
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -22,17 +22,18 @@ construct                       xgrammar 0.2.8
                                 never the POSIX class that was meant
 ``[]a]`` ``[^]a]``              error / **matches something else**
 two documented exceptions, accepted:
-``.``                           also matches ``\\n`` (Python: not without ``re.S``)
+``.``                           also matches ``\\n`` in a regex constraint (Python: not
+                                without ``re.S``); a schema ``pattern`` never generates it
 ``\\d`` ``\\w`` ``\\s``           ASCII only (Python: Unicode), so ``\\D \\W \\S`` match more than
-                                in Python (``é`` is ``\\W`` to xgrammar); ``jsonschema`` re-checks
-                                ``pattern`` values after generation
+                                in Python (``é`` is ``\\W`` to xgrammar); RE2 re-checks schema
+                                ``pattern`` values after generation (``safe_regex``)
 ==============================  ================================================================
 
 :func:`scan` reports all of these before xgrammar sees the pattern, with a position and a
-hint, and also refuses nested unbounded quantifiers whose body has no mandatory fixed
-part (``(a+)+``, ``(\\w+\\s?)*``): harmless to xgrammar, but ``jsonschema`` checks
-``pattern`` with Python's backtracking ``re`` after generation, where they can take
-exponential time on a near-miss.
+hint. Patterns in JSON Schemas are also evaluated by RE2 after generation (and for inputs),
+which reads a few more constructs differently: :mod:`~sgflow.grammars.safe_regex` translates
+and refuses those. Nested quantifiers such as ``(a+)+`` are fine: RE2 matches in linear time
+whatever the pattern, so sgflow no longer refuses them as backtracking hazards.
 """
 
 from __future__ import annotations
@@ -57,55 +58,11 @@ class RegexIssue:
     hint: str
 
 
-@dataclasses.dataclass
-class _Element:
-    is_group: bool = False
-    mandatory: bool = True  # matches at least one fixed-size piece
-    variable: bool = False  # contains a variable-length repetition
-    ambiguous: bool = False  # a group with an alternative that is all variable parts
-    quant: tuple[int, int | None] | None = None
-
-
-@dataclasses.dataclass
-class _Alt:
-    mandatory: bool = False
-    variable: bool = False
-
-
-@dataclasses.dataclass
-class _Frame:
-    start: int
-    alts: list[_Alt] = dataclasses.field(default_factory=lambda: [_Alt()])
-    last: _Element | None = None
-
-    def settle(self) -> None:
-        """Fold the last element (now that its quantifier is known) into the alternative."""
-        e, alt = self.last, self.alts[-1]
-        self.last = None
-        if e is None:
-            return
-        fixed = e.quant is None or (e.quant[0] == e.quant[1] and e.quant[0] >= 1)
-        if e.mandatory and fixed:
-            alt.mandatory = True
-        if e.variable or (e.quant is not None and e.quant[0] != e.quant[1]):
-            alt.variable = True
-
-    def close(self) -> _Element:
-        self.settle()
-        return _Element(
-            is_group=True,
-            mandatory=all(a.mandatory for a in self.alts),
-            variable=any(a.variable for a in self.alts),
-            ambiguous=any(a.variable and not a.mandatory for a in self.alts),
-        )
-
-
 class _Scanner:
     def __init__(self, pattern: str) -> None:
         self.p = pattern
         self.i = 0
         self.issues: list[RegexIssue] = []
-        self.stack = [_Frame(0)]
 
     def issue(self, pos: int, message: str, hint: str, code: str = "grammar.unsupported") -> None:
         self.issues.append(RegexIssue(pos, code, message, hint))
@@ -114,33 +71,16 @@ class _Scanner:
         j = self.i + offset
         return self.p[j] if j < len(self.p) else ""
 
-    def atom(self, element: _Element | None = None) -> None:
-        frame = self.stack[-1]
-        frame.settle()
-        frame.last = element or _Element()
-
     def run(self) -> list[RegexIssue]:
         p = self.p
         while self.i < len(p):
             c = p[self.i]
             if c == "\\":
                 self.escape(in_class=False)
-                self.atom()
             elif c == "[":
                 self.char_class()
-                self.atom()
             elif c == "(":
                 self.open_group()
-            elif c == ")":
-                if len(self.stack) > 1:  # an unbalanced ")" is xgrammar's error to report
-                    group = self.stack.pop().close()
-                    self.stack[-1].settle()
-                    self.stack[-1].last = group
-                self.i += 1
-            elif c == "|":
-                self.stack[-1].settle()
-                self.stack[-1].alts.append(_Alt())
-                self.i += 1
             elif c in "*+?{":
                 self.quantifier()
             elif c == "^" and self.i != 0:
@@ -158,8 +98,6 @@ class _Scanner:
                 )
                 self.i += 1
             else:
-                if c not in "^$":
-                    self.atom()
                 self.i += 1
         return self.issues
 
@@ -263,8 +201,6 @@ class _Scanner:
                     "inline flags like '(?i)' are not supported",
                     "spell cases out, e.g. [Yy]es for a case-insensitive 'yes'",
                 )
-        self.stack[-1].settle()
-        self.stack.append(_Frame(start))
         self.i += 1
         if rest.startswith("?:"):
             self.i += 2
@@ -279,15 +215,10 @@ class _Scanner:
             body = self.p[start + 1 : close] if close > 0 else ""
             lo, _, hi = body.partition(",")
             if not lo.isdigit() or (hi and not hi.isdigit()):
-                self.atom()  # not a quantifier; xgrammar reports "Invalid repetition count"
-                self.i += 1
+                self.i += 1  # not a quantifier; xgrammar reports "Invalid repetition count"
                 return
-            bounds: tuple[int, int | None] = (int(lo), int(hi) if hi else None)
-            if "," not in body:
-                bounds = (int(lo), int(lo))
             self.i = close + 1
         else:
-            bounds = {"*": (0, None), "+": (1, None), "?": (0, 1)}[c]
             self.i += 1
         if self.at() == "?":
             self.i += 1  # lazy: the same language, so the same automaton
@@ -298,19 +229,6 @@ class _Scanner:
                 "drop the trailing '+'",
             )
             self.i += 1
-        target = self.stack[-1].last
-        if target is None:
-            return  # "*" with nothing before it: xgrammar's parse error
-        if bounds[1] is None and target.is_group and target.ambiguous:
-            self.issue(
-                start,
-                "an unbounded repetition of a group that can itself match in "
-                "many ways (like (a+)+) backtracks exponentially in Python's re",
-                "give the repeated group a fixed separator, e.g. (\\w+ )* rather than "
-                "(\\w+\\s?)*, or bound it with {0,n}",
-                code="grammar.unsafe_regex",
-            )
-        target.quant = bounds
 
 
 def scan(pattern: str) -> list[RegexIssue]:

@@ -7,6 +7,11 @@ not walked further; an invalid schema is not compiled):
 2. validity against its own meta-schema (``grammar.invalid_schema``, at the keyword);
 3. ``enum`` sizes, ``pattern``/``patternProperties`` lengths and dialect, ``$ref``s;
 4. keywords the enforcement report marks ``rejected`` (``grammar.unsupported``).
+
+:func:`check_schema_static` is for schemas xgrammar enforces (a step's ``json_schema``,
+``/v1/extract``); :func:`check_validation_schema` for those only validated (a program's
+``inputs`` and ``output.schema``): stages 1 to 3 without the xgrammar-only ones. Patterns are
+checked the same way in both, since RE2 evaluates both (:func:`pattern_errors`).
 """
 
 from __future__ import annotations
@@ -14,17 +19,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
 from jsonschema.exceptions import best_match
 
 from sgflow.grammars.enforcement import explain
 from sgflow.grammars.errors import GrammarError, escape_pointer
 from sgflow.grammars.limits import Limits
-from sgflow.grammars.regex_dialect import scan
+from sgflow.grammars.regex_dialect import RegexIssue, scan
+from sgflow.grammars.safe_regex import dialect_issues
 from sgflow.grammars.schema_refs import check_refs
 from sgflow.grammars.schema_walk import iter_nodes, json_depth
+from sgflow.grammars.validation import meta_validator
 
-__all__ = ["check_schema_static", "pattern_errors"]
+__all__ = ["check_schema_static", "check_validation_schema", "pattern_errors", "regex_errors"]
 
 # Raw JSON nesting (annotations, const values …) is capped at this multiple of the
 # subschema depth limit, so no value can be deep enough to hit Python's recursion limit.
@@ -34,25 +40,9 @@ _MAX_META_ERRORS = 10
 
 def check_schema_static(schema: Any, limits: Limits) -> list[GrammarError]:
     """Every static problem of ``schema``; an empty list means xgrammar may compile it."""
-    if not isinstance(schema, dict):
-        return [
-            GrammarError(
-                "grammar.invalid_schema",
-                "",
-                f"a JSON Schema must be an object here, not {type(schema).__name__}",
-                'wrap it: {"type": ...}',
-            )
-        ]
-    errors = _size_and_depth(schema, limits)
-    if errors:
+    errors, walked = _validation_stages(schema, limits)
+    if not walked:
         return errors
-    errors = _meta_schema(schema)
-    if errors:
-        return errors
-    for node in iter_nodes(schema):
-        if not isinstance(node.schema, dict):
-            continue
-        errors.extend(_node_limits(node.schema, node.pointer, node.depth, limits))
     errors.extend(check_refs(schema, allow_recursive=limits.allow_recursive_refs))
     seen = {e.pointer for e in errors}
     for row in explain(schema):
@@ -61,6 +51,34 @@ def check_schema_static(schema: Any, limits: Limits) -> list[GrammarError]:
             message = f"{row.keyword}: {row.note}"
             errors.append(GrammarError("grammar.unsupported", row.at, message, row.hint))
     return sorted(errors, key=lambda e: e.pointer)  # reading order, whichever stage found it
+
+
+def check_validation_schema(schema: Any, limits: Limits) -> list[GrammarError]:
+    """Every problem of a schema that only validates values (never compiled by xgrammar):
+    not an object, over the size and depth limits, invalid against its meta-schema, an
+    ``enum`` over the limit, or a pattern RE2 and xgrammar would not read alike."""
+    return _validation_stages(schema, limits)[0]
+
+
+def _validation_stages(schema: Any, limits: Limits) -> tuple[list[GrammarError], bool]:
+    """Stages 1 to 3 (see the module docstring), and whether the schema was walked (the
+    later stages only make sense then)."""
+    if not isinstance(schema, dict):
+        return [
+            GrammarError(
+                "grammar.invalid_schema",
+                "",
+                f"a JSON Schema must be an object here, not {type(schema).__name__}",
+                'wrap it: {"type": ...}',
+            )
+        ], False
+    errors = _size_and_depth(schema, limits) or _meta_schema(schema)
+    if errors:
+        return errors, False
+    for node in iter_nodes(schema):
+        if isinstance(node.schema, dict):
+            errors.extend(_node_limits(node.schema, node.pointer, node.depth, limits))
+    return errors, True
 
 
 def _size_and_depth(schema: dict[str, Any], limits: Limits) -> list[GrammarError]:
@@ -111,10 +129,8 @@ def _meta_schema(schema: dict[str, Any]) -> list[GrammarError]:
                 "use https://json-schema.org/draft/2020-12/schema, or leave it out",
             )
         ]
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
     errors = []
-    for error in meta.iter_errors(schema):
+    for error in meta_validator(schema).iter_errors(schema):
         # anyOf errors of the meta-schema hide the useful message one level down
         best = best_match(error.context) if error.context else error
         best = best or error
@@ -169,8 +185,9 @@ def _node_limits(
     return errors
 
 
-def pattern_errors(pattern: str, pointer: str, limits: Limits) -> list[GrammarError]:
-    """Size limit and dialect problems of one regex, reported at ``pointer``."""
+def regex_errors(pattern: str, pointer: str, limits: Limits) -> list[GrammarError]:
+    """Size limit and xgrammar dialect problems of a regex constraint (``gen.regex``), which
+    only xgrammar reads, reported at ``pointer``."""
     if len(pattern) > limits.max_regex_chars:
         return [
             GrammarError(
@@ -181,9 +198,19 @@ def pattern_errors(pattern: str, pointer: str, limits: Limits) -> list[GrammarEr
                 limit=limits.max_regex_chars,
             )
         ]
-    return [
-        GrammarError(
-            issue.code, pointer, f"{issue.message} (at character {issue.position})", issue.hint
-        )
-        for issue in scan(pattern)
-    ]
+    return [_from_issue(issue, pointer) for issue in scan(pattern)]
+
+
+def pattern_errors(pattern: str, pointer: str, limits: Limits) -> list[GrammarError]:
+    """Problems of a ``pattern`` or ``patternProperties`` key of a schema, reported at
+    ``pointer``: those of :func:`regex_errors`, then (when there are none) what RE2 cannot
+    evaluate as xgrammar reads it (``grammar.regex_dialect``, or ``grammar.invalid_regex``)."""
+    errors = regex_errors(pattern, pointer, limits)
+    if errors:
+        return errors
+    return [_from_issue(issue, pointer) for issue in dialect_issues(pattern)]
+
+
+def _from_issue(issue: RegexIssue, pointer: str) -> GrammarError:
+    message = f"{issue.message} (at character {issue.position})"
+    return GrammarError(issue.code, pointer, message, issue.hint)

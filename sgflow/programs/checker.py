@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
 from pydantic import ValidationError
 
+from sgflow.grammars import get_limits
+from sgflow.grammars.schema_checks import check_validation_schema
 from sgflow.programs import constraints
 from sgflow.programs.errors import ProgramError, ProgramInvalid
 from sgflow.programs.loader import Source, SourceError, load_source, parse_source
@@ -365,11 +366,16 @@ class _Checker:
             )
 
     def json_schema(self, schema: dict[str, Any], pointer: str, *, code: str) -> None:
-        try:
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except jsonschema.SchemaError as exc:
-            where = "/" + "/".join(str(x) for x in exc.path) if exc.path else ""
-            self.error(code, pointer + where, exc.message, "fix the JSON Schema")
+        """A schema that only validates (inputs, the final output): its limits, validity and
+        patterns, which RE2 evaluates (``grammar.regex_dialect`` when it would read one
+        differently from xgrammar). ``code`` replaces ``grammar.invalid_schema``."""
+        for err in check_validation_schema(schema, get_limits()):
+            self.error(
+                code if err.code == "grammar.invalid_schema" else err.code,
+                pointer + err.pointer,
+                err.message,
+                err.hint or "fix the JSON Schema",
+            )
 
     def _base_dir(self) -> str | None:
         if self.source.file is None:
@@ -442,9 +448,7 @@ def parse_program(
     try:
         source = parse_source(text, file=file)
     except SourceError as exc:
-        return None, [
-            ProgramError("program.syntax", "", str(exc), "fix the YAML/JSON", file, exc.line)
-        ]
+        return None, [exc.problem(file)]
     errors = check_source(source, limits)
     if errors:
         return None, errors
@@ -461,9 +465,7 @@ def load_program(path: str, limits: ProgramLimits | None = None) -> Program:
     try:
         source = load_source(path)
     except SourceError as exc:
-        raise ProgramInvalid(
-            [ProgramError("program.syntax", "", str(exc), "fix the YAML/JSON", path, exc.line)]
-        ) from None
+        raise ProgramInvalid([exc.problem(path)]) from None
     errors = check_source(source, limits)
     if errors:
         raise ProgramInvalid(errors)

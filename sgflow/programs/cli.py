@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sgflow.cli_inputs import parse_inputs
+from sgflow.jsonbounds import loads
 from sgflow.programs.checker import load_program, parse_program
 from sgflow.programs.errors import ProgramInvalid
 
@@ -237,7 +238,13 @@ def _run_batch(ir: Any, endpoint: Any, args: argparse.Namespace) -> int:
     lines = [
         ln for ln in Path(args.inputs_jsonl).read_text(encoding="utf-8").splitlines() if ln.strip()
     ]
-    rows = [json.loads(ln) for ln in lines]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(loads(line))
+        except ValueError as exc:  # JsonBoundsError: not JSON, or refused
+            print(f"{args.inputs_jsonl}: input {number}: {exc}", file=sys.stderr)
+            return 2
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     failures = 0
     try:

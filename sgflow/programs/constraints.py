@@ -14,6 +14,7 @@ from typing import Any
 
 from sgflow.grammars import GrammarError, check, get_grammar, resolve_ref
 from sgflow.grammars.spec import Ebnf, JsonSchema, Regex, choices_regex
+from sgflow.jsonbounds import loads
 from sgflow.programs.ir import Constraint
 from sgflow.programs.model import Gen
 
@@ -64,7 +65,7 @@ def _load_ref(ref: str, base_dir: str | None, pointer: str) -> dict[str, Any]:
     if base_dir is not None:
         path = (Path(base_dir) / ref).resolve()
         if path.is_file() and Path(base_dir).resolve() in path.parents:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
+            loaded = loads(path.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
                 return loaded
     raise GrammarError(

@@ -1,7 +1,8 @@
 """Run a compiled program against an SGLang endpoint; return outputs and a trace per step.
 
 Every JSON output and the final output are validated with ``jsonschema`` (the draft the
-schema declares, 2020-12 by default, with format checking). A constrained step runs in a
+schema declares, 2020-12 by default, with format checking, every regex on RE2:
+:func:`sgflow.grammars.validation.validation_errors`). A constrained step runs in a
 fork of the conversation so that a failed attempt never enters it: on an invalid or
 truncated value the program's policy fails the run, retries the step, or repairs it (the
 step is regenerated under its grammar, on the warm prefix, with the validation error in the
@@ -26,9 +27,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import jsonschema
 import sglang as sgl
 
+from sgflow.grammars.validation import validation_errors
+from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.programs.backend import SgflowEndpoint, ebnf_regex
 from sgflow.programs.compiler import to_sgl_function
 from sgflow.programs.errors import RunError
@@ -72,22 +74,6 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# Every format jsonschema knows, whatever draft the schema declares: the grammar enforces
-# `date`, `uuid`… for draft-04/06 schemas too, and users who write them mean them.
-_FORMATS = jsonschema.FormatChecker()
-
-
-def validation_errors(value: Any, schema: dict[str, Any], limit: int = 5) -> list[dict[str, str]]:
-    """Where ``value`` breaks ``schema``: ``[{"pointer", "message"}]``, most specific first."""
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    validator = cls(schema, format_checker=_FORMATS)
-    errors = sorted(validator.iter_errors(value), key=lambda e: (-len(e.path), e.message))
-    return [
-        {"pointer": "/" + "/".join(str(p) for p in e.path), "message": e.message[:300]}
-        for e in errors[:limit]
-    ]
 
 
 class _Deltas:
@@ -330,10 +316,10 @@ class _Run:
         c = gen.constraint
         if c.kind != "json_schema":
             return text, []
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return None, [{"pointer": "", "message": f"not JSON: {exc.msg} at {exc.pos}"}]
+        try:  # bounded like any JSON from outside: a model can nest until max_tokens
+            value = loads(text)
+        except JsonBoundsError as exc:
+            return None, [{"pointer": exc.pointer or "", "message": f"not JSON: {exc.message}"}]
         assert c.schema is not None
         return value, validation_errors(value, c.schema)
 

@@ -1,13 +1,19 @@
-"""Reading a program file (YAML or JSON) with the line of every JSON pointer."""
+"""Reading a program file (YAML or JSON) with the line of every JSON pointer.
+
+Sources are hostile until bounded: :func:`sgflow.jsonbounds.load_yaml` refuses deep nesting,
+alias bombs, duplicate keys, non-finite and oversized numbers before a tree is built.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sgflow.jsonbounds import JsonBoundsError, load_yaml
+from sgflow.programs.errors import ProgramError
 
 __all__ = ["Source", "load_source", "parse_source"]
 
@@ -32,9 +38,30 @@ class Source:
 
 
 class SourceError(ValueError):
-    def __init__(self, message: str, line: int | None = None) -> None:
+    """A source that cannot be read as a program: ``code`` is ``program.syntax`` or a
+    :data:`sgflow.jsonbounds.CODES` code (``limit`` set for ``limit.*``), ``pointer`` where
+    it is known."""
+
+    def __init__(
+        self,
+        message: str,
+        line: int | None = None,
+        *,
+        code: str = "program.syntax",
+        pointer: str = "",
+        limit: int | None = None,
+        hint: str | None = "fix the YAML/JSON",
+    ) -> None:
         super().__init__(message)
         self.line = line
+        self.code = code
+        self.pointer = pointer
+        self.limit = limit
+        self.hint = hint
+
+    def problem(self, file: str | None = None) -> ProgramError:
+        """The error as the checker reports problems."""
+        return ProgramError(self.code, self.pointer, str(self), self.hint, file, self.line)
 
 
 def _escape(key: str) -> str:
@@ -55,23 +82,31 @@ def _walk(node: yaml.Node, pointer: str, lines: dict[str, int]) -> None:
 
 
 def parse_source(text: str, file: str | None = None) -> Source:
-    """Parse YAML (JSON is YAML) and map pointers to lines; raise SourceError."""
+    """Parse YAML (JSON is YAML) and map pointers to lines; raise :class:`SourceError`."""
     if len(text.encode()) > MAX_PROGRAM_BYTES:
-        raise SourceError(f"the program is larger than {MAX_PROGRAM_BYTES} bytes")
+        raise SourceError(
+            f"the program is larger than {MAX_PROGRAM_BYTES} bytes",
+            code="limit.json_size",
+            limit=MAX_PROGRAM_BYTES,
+            hint="split it, or move long texts into inputs",
+        )
+    lines: dict[str, int] = {}
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, node = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise SourceError(str(exc).splitlines()[0], mark.line + 1 if mark else None) from None
-    lines: dict[str, int] = {}
+    except JsonBoundsError as exc:
+        raise SourceError(
+            exc.message,
+            exc.line,
+            code=exc.code,
+            pointer=exc.pointer or "",
+            limit=exc.limit,
+            hint=exc.hint,
+        ) from None
     if node is not None:
         _walk(node, "", lines)
-    # round-trip through JSON so YAML-only types (dates) become what a JSON user would send
-    try:
-        data = json.loads(json.dumps(data, default=str))
-    except (TypeError, ValueError) as exc:
-        raise SourceError(f"the program is not JSON-compatible: {exc}") from None
     return Source(data=data, file=file, lines=lines)
 
 

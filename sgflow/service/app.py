@@ -22,7 +22,11 @@ from sgflow.service.health import router as health_router
 from sgflow.service.keys import KeyStore
 from sgflow.service.metrics import SgflowCollector
 from sgflow.service.metrics import router as metrics_router
-from sgflow.service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from sgflow.service.middleware import (
+    BodySizeLimitMiddleware,
+    JsonBodyMiddleware,
+    RequestContextMiddleware,
+)
 from sgflow.service.program_store import ProgramStore
 from sgflow.service.routes import api_router
 from sgflow.service.runs import RunSubmitter
@@ -107,7 +111,9 @@ def create_app(
         )
     )
     install_error_handlers(app)
-    # the last added runs first: request ids and the catch-all wrap the size limit
+    # the last added runs first: request ids and the catch-all wrap the size limit, which
+    # wraps the JSON bounds (a body is counted before it is parsed)
+    app.add_middleware(JsonBodyMiddleware, max_depth=settings.max_json_depth)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_bytes,

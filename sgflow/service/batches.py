@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from sgflow.grammars.validation import validation_errors
 from sgflow.programs.compiler import program_hash
-from sgflow.programs.executor import validation_errors
 from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError

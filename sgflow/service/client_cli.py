@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from sgflow.cli_inputs import parse_inputs
 from sgflow.client import BATCH_FINAL, DEFAULT_API_URL, RUN_FINAL, ApiError, Client
+from sgflow.jsonbounds import load_yaml, loads
 
 __all__ = ["COMMANDS", "DEFAULT_API_URL", "add_parser", "run"]
 
@@ -210,7 +211,7 @@ def _jsonl_lines(file: str) -> list[dict[str, Any]]:
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
+            line = loads(raw)
         except ValueError as exc:
             raise CliError("cli.inputs", f"{file}:{number}: {exc}") from None
         if not isinstance(line, dict) or not isinstance(line.get("inputs"), dict):
@@ -258,8 +259,8 @@ def _program(ref: str) -> Any:
     path = Path(ref)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
         try:
-            return yaml.safe_load(path.read_text())  # JSON is YAML
-        except (OSError, yaml.YAMLError) as exc:
+            return load_yaml(path.read_text())[0]  # JSON is YAML; bounded like the API
+        except (OSError, ValueError, yaml.YAMLError) as exc:
             raise CliError("cli.program", f"cannot read {ref}: {exc}") from None
     return ref
 

@@ -9,7 +9,6 @@ looked up under the caller's tenant prefix, so "someone else's" is indistinguish
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,9 +17,11 @@ import redis
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
+from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.service.auth import Tenant, authenticate, bearer_scheme
-from sgflow.service.errors import ApiError, malformed_json
+from sgflow.service.errors import ApiError, json_refused, malformed_json
 from sgflow.service.keys import KeyStore
+from sgflow.service.middleware import JSON_BODY
 from sgflow.service.program_store import ProgramStore, StoredProgram
 from sgflow.service.settings import Settings
 
@@ -153,17 +154,25 @@ class JsonBody:
 
 
 async def read_json_body(request: Request) -> JsonBody:
-    """The body as JSON whatever its Content-Type. Raises 400 ``request.malformed_json``
-    for a body that is empty, not UTF-8 or not JSON. (Size is limited earlier, by the
-    middleware.)"""
+    """The body as JSON whatever its Content-Type, bounded by :mod:`sgflow.jsonbounds`
+    (usually parsed already by :class:`~sgflow.service.middleware.JsonBodyMiddleware`).
+    Raises 400 ``request.malformed_json`` for a body that is empty, not UTF-8 or not JSON,
+    400 ``json.*`` / ``limit.json_depth`` / ``limit.json_number`` for JSON it refuses.
+    (Size is limited earlier, by the middleware.)"""
+    parsed = request.scope.get("state", {}).get(JSON_BODY)
+    if parsed is not None:
+        return JsonBody(data=parsed[0], text=parsed[1])
     raw = await request.body()
+    settings: Settings = request.app.state.settings
     try:
         text = raw.decode("utf-8")
-        return JsonBody(data=json.loads(text), text=text)
-    except UnicodeDecodeError:
-        raise malformed_json("the body is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise malformed_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return JsonBody(
+            data=loads(text, max_depth=settings.max_json_depth, max_size=None), text=text
+        )
+    except UnicodeDecodeError as exc:
+        raise malformed_json(f"not UTF-8 (byte {exc.start})") from None
+    except JsonBoundsError as exc:
+        raise json_refused(exc) from None
 
 
 JsonBodyDep = Annotated[JsonBody, Depends(read_json_body)]

@@ -15,6 +15,9 @@ Codes (status):
 - ``request.invalid`` (422): the request does not match the endpoint's schema; ``errors``
   lists every invalid field
 - ``request.malformed_json`` (400): the body is not JSON
+- ``json.non_finite``, ``json.lone_surrogate``, ``json.duplicate_key``, ``limit.json_depth``
+  (past ``max_json_depth``), ``limit.json_number`` (400): JSON that parses but is refused,
+  with ``field`` the JSON pointer (:mod:`sgflow.jsonbounds`)
 - ``limit.request_size`` (413): the body is larger than ``max_request_bytes``
 - ``auth.missing``, ``auth.invalid`` (401, with ``WWW-Authenticate: Bearer``)
 - ``route.not_found`` (404), ``route.method_not_allowed`` (405)
@@ -37,12 +40,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sgflow.errors import SgflowError
+from sgflow.jsonbounds import JsonBoundsError
 
 __all__ = [
     "ApiError",
     "error_response",
     "install_error_handlers",
     "internal_error",
+    "json_refused",
     "loc_to_field",
     "malformed_json",
     "request_too_large",
@@ -161,6 +166,21 @@ def malformed_json(detail: str) -> ApiError:
         f"the body is not valid JSON: {detail}",
         field="",
         hint="send a JSON document with Content-Type: application/json",
+    )
+
+
+def json_refused(exc: JsonBoundsError, *, field: str = "", where: str = "") -> SgflowError:
+    """The 4xx for JSON the bounded loader refused, in the body or in a part of it at
+    ``field`` (a JSONL line: ``/inputs/3``); ``where`` prefixes the message (``line 4: ``).
+    The loader's code, with its registered status, the JSON pointer and the limit."""
+    if exc.code == "request.malformed_json":
+        return malformed_json(where + exc.message)
+    return SgflowError(
+        exc.code,
+        f"the JSON is refused: {where}{exc.message}",
+        field=field + (exc.pointer or ""),
+        limit=exc.limit,
+        hint=exc.hint,
     )
 
 

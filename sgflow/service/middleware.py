@@ -1,6 +1,7 @@
-"""ASGI middleware: request ids and access logs, unexpected errors, the body-size limit.
+"""ASGI middleware: request ids and access logs, unexpected errors, the body-size limit,
+bounded JSON bodies.
 
-Both are plain ASGI (no ``BaseHTTPMiddleware``), so streaming responses pass untouched.
+All are plain ASGI (no ``BaseHTTPMiddleware``), so streaming responses pass untouched.
 """
 
 from __future__ import annotations
@@ -11,12 +12,29 @@ import time
 import uuid
 from typing import Any
 
+import anyio.to_thread
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sgflow.service.errors import error_response, internal_error, request_too_large
+from sgflow.jsonbounds import JsonBoundsError, loads
+from sgflow.service.errors import (
+    error_response,
+    internal_error,
+    json_refused,
+    malformed_json,
+    request_too_large,
+)
 
-__all__ = ["BodySizeLimitMiddleware", "RequestContextMiddleware"]
+__all__ = [
+    "JSON_BODY",
+    "NDJSON_TYPES",
+    "BodySizeLimitMiddleware",
+    "JsonBodyMiddleware",
+    "RequestContextMiddleware",
+]
+
+JSON_BODY = "sgflow.json_body"  # scope["state"] key: (value, text) of the parsed body
+NDJSON_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 
 access_log = logging.getLogger("sgflow.service.access")
 log = logging.getLogger("sgflow.service")
@@ -134,3 +152,75 @@ class BodySizeLimitMiddleware:
                 raise
         if exceeded and not started:
             await error_response(request_too_large(limit))(scope, receive, send)
+
+
+class JsonBodyMiddleware:
+    """Parses every request body that is meant as JSON once, with
+    :func:`sgflow.jsonbounds.loads` (``max_depth``, integer digits, NaN, lone surrogates,
+    duplicate keys), before any route or FastAPI's own body parsing sees it: a refused body
+    is answered here (400 ``request.malformed_json``, ``json.*`` or ``limit.json_depth``),
+    and a route's ``json.loads`` only ever meets a bounded document. The value is kept in
+    ``scope["state"][JSON_BODY]`` for :func:`sgflow.service.deps.read_json_body`.
+
+    Every non-empty ``POST``/``PUT``/``PATCH`` body counts, whatever its ``Content-Type``
+    (the API reads bodies as JSON whatever it says), except JSONL uploads
+    (:data:`NDJSON_TYPES`), whose lines are bounded one by one. A body over ``offload_bytes``
+    (default 256 KiB) is parsed in a worker thread, not on the event loop. Sizes are the
+    job of :class:`BodySizeLimitMiddleware`, which must wrap this one."""
+
+    def __init__(self, app: ASGIApp, *, max_depth: int, offload_bytes: int = 256 << 10) -> None:
+        self.app = app
+        self.max_depth = max_depth
+        self.offload_bytes = offload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        content_type = Headers(scope=scope).get("content-type", "")
+        if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        message: Message = {"type": "http.request", "more_body": True}
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+        body = b"".join(chunks)
+        if message["type"] != "http.request":  # the client left: the app reads that too
+            body = b""
+        elif body:
+            try:
+                parsed = await self._parse(body)
+            except JsonBoundsError as exc:
+                await error_response(json_refused(exc))(scope, receive, send)
+                return
+            except UnicodeDecodeError as exc:
+                await error_response(malformed_json(f"not UTF-8 (byte {exc.start})"))(
+                    scope, receive, send
+                )
+                return
+            scope.setdefault("state", {})[JSON_BODY] = parsed
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            if message["type"] != "http.request":
+                return message
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _parse(self, body: bytes) -> tuple[Any, str]:
+        def parse() -> tuple[Any, str]:
+            text = body.decode("utf-8")
+            return loads(text, max_depth=self.max_depth, max_size=None), text
+
+        if len(body) > self.offload_bytes:
+            return await anyio.to_thread.run_sync(parse)
+        return parse()

@@ -17,9 +17,10 @@ from typing import Any
 
 from celery import Celery
 
+from sgflow.errors import SgflowError
+from sgflow.grammars.validation import validation_errors
 from sgflow.programs.checker import check_program
 from sgflow.programs.compiler import program_hash
-from sgflow.programs.executor import validation_errors
 from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.deps import resolve_program_ref
@@ -159,9 +160,8 @@ class RunSubmitter:
             errors = check_program(ref)
             if errors:
                 first = errors[0]
-                raise ApiError(
-                    422,
-                    errors[0].code,
+                raise SgflowError(
+                    first.code,
                     first.message,
                     field="/program" + first.pointer,
                     hint=first.hint or None,

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=1 << 20, ge=1024, description="largest request body; default 1 MiB"
     )
+    max_json_depth: int = Field(
+        default=128,
+        ge=8,
+        le=256,
+        description="nesting of arrays/objects in a JSON body or JSONL line (400 "
+        "`limit.json_depth`); default 128, see sgflow.jsonbounds",
+    )
     max_concurrent_runs_per_tenant: int = Field(default=16, ge=1, description="default 16")
     max_batch_size: int = Field(default=10_000, ge=1, description="inputs per batch; default 10000")
     max_batch_bytes: int = Field(

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from sgflow.service import Settings, create_app
 from sgflow.service.errors import loc_to_field
-from tests.service.conftest import error_of
+from tests.service.conftest import REDIS_URL, error_of
 
 VALID = {"program": "tiny", "steps": [{"id": "a", "user": "hi", "gen": {"max_tokens": 4}}]}
 
@@ -54,6 +54,20 @@ def test_empty_body(acme: httpx.Client) -> None:
     r = acme.post("/v1/programs", content=b"")
     assert r.status_code == 400
     assert error_of(r)["code"] == "request.malformed_json"
+
+
+def test_json_depth_is_a_setting(prefix: str) -> None:
+    app = create_app(Settings(redis_url=REDIS_URL, redis_prefix=prefix, max_json_depth=8))
+    with TestClient(app) as client:
+        r = client.post("/v1/runs", content=b'{"inputs": [[[[[[[[1]]]]]]]]}')
+        assert r.status_code == 400
+        error = error_of(r)
+        assert (error["code"], error["field"], error["limit"]) == (
+            "limit.json_depth",
+            "/inputs/0/0/0/0/0/0/0",
+            8,
+        )
+        assert client.post("/v1/runs", content=b'{"inputs": [[[[[[1]]]]]]}').status_code == 401
 
 
 def test_oversized_body_with_content_length(acme: httpx.Client, settings: Settings) -> None:

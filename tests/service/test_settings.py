@@ -15,6 +15,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.redis_url is None
     assert s.engine_urls == ["http://127.0.0.1:30000"]
     assert s.max_request_bytes == 1 << 20
+    assert s.max_json_depth == 128
     assert s.max_concurrent_runs_per_tenant == 16
     assert s.max_batch_size == 10_000
     assert (s.celery_visibility_timeout_s, s.celery_hard_time_limit_s) == (3600, 1800)
@@ -52,6 +53,7 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"engine_urls": ["127.0.0.1:30000"]}, "must start with http"),
         ({"engine_urls": []}, "at least 1 item"),
         ({"max_request_bytes": 10}, "greater than or equal to 1024"),
+        ({"max_json_depth": 1000}, "less than or equal to 256"),
         ({"redis_prefix": "has space"}, "should match pattern"),
         ({"max_requests_bytes": 10}, "Extra inputs are not permitted"),
     ],

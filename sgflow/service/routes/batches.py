@@ -6,12 +6,12 @@ how lines are counted.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.service.batches import (
     BatchRecord,
     BatchStore,
@@ -22,14 +22,14 @@ from sgflow.service.batches import (
     submit_batch,
 )
 from sgflow.service.deps import JsonBody, SettingsDep, TenantDep, read_json_body
-from sgflow.service.errors import ApiError, malformed_json
+from sgflow.service.errors import ApiError, json_refused, malformed_json
+from sgflow.service.middleware import NDJSON_TYPES
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/batches", tags=["batches"])
 
-_NDJSON = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
 _LINE_SCHEMA = {
     "type": "object",
     "required": ["custom_id", "inputs"],
@@ -82,22 +82,27 @@ OwnedBatch = Annotated[BatchRecord, Depends(get_owned_batch)]
 async def read_batch_body(request: Request) -> JsonBody:
     """A JSON object, or for a JSONL upload (``Content-Type: application/x-ndjson``) the
     object ``{"program", "inputs": [lines], "deadline_s"}`` built from the query parameters
-    and the lines. Raises 400 ``request.malformed_json`` naming the bad line."""
+    and the lines, each bounded by :mod:`sgflow.jsonbounds`. Raises 400
+    ``request.malformed_json`` (or the loader's ``json.*`` / ``limit.json_*`` code) naming
+    the bad line, with ``field`` ``/inputs/<index>`` and the pointer inside the line."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in _NDJSON:
+    if content_type not in NDJSON_TYPES:
         return await read_json_body(request)
     try:
         text = (await request.body()).decode("utf-8")
-    except UnicodeDecodeError:
-        raise malformed_json("the body is not UTF-8") from None
+    except UnicodeDecodeError as exc:
+        raise malformed_json(f"not UTF-8 (byte {exc.start})") from None
+    max_depth = request.app.state.settings.max_json_depth
     lines: list[Any] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise malformed_json(f"line {number}: {exc.msg} at column {exc.colno}") from None
+            lines.append(loads(line, max_depth=max_depth, max_size=None))
+        except JsonBoundsError as exc:
+            raise json_refused(
+                exc, field=f"/inputs/{len(lines)}", where=f"line {number}: "
+            ) from None
     data: dict[str, Any] = {"program": request.query_params.get("program"), "inputs": lines}
     deadline = request.query_params.get("deadline_s")
     if deadline is not None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sgflow.errors import SgflowError
 from sgflow.grammars import check
 from sgflow.grammars.spec import JsonSchema
-from sgflow.programs.executor import validation_errors
+from sgflow.grammars.validation import validation_errors
 from sgflow.service.deps import TenantDep
 from sgflow.service.errors import ApiError
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
@@ -90,11 +90,11 @@ def extract(
     problems = check(JsonSchema(req.schema_))
     if problems:
         first = problems[0]
-        raise ApiError(
-            422,
+        raise SgflowError(
             first.code,
             first.message,
             field="/schema" + first.pointer,
+            limit=first.limit,
             hint=first.hint or None,
             extra={"errors": [dict(p.to_dict(), field="/schema" + p.pointer) for p in problems]},
         )

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
+from sgflow.errors import SgflowError
 from sgflow.programs.checker import check_source
 from sgflow.programs.errors import ProgramError
 from sgflow.programs.loader import Source, SourceError, parse_source
@@ -79,10 +80,9 @@ def _problem(err: ProgramError) -> dict[str, Any]:
     }
 
 
-def _invalid(errors: list[ProgramError]) -> ApiError:
+def _invalid(errors: list[ProgramError]) -> SgflowError:
     first = errors[0]
-    return ApiError(
-        422,
+    return SgflowError(
         first.code,
         f"the program has {len(errors)} problem(s); the first: {first.message}",
         field=first.pointer,
@@ -108,8 +108,7 @@ def _checked(data: Any, text: str) -> tuple[dict[str, Any], str | None]:
         try:
             source = parse_source(data["source"])
         except SourceError as exc:
-            err = ProgramError("program.syntax", "", str(exc), hint="fix the YAML", line=exc.line)
-            raise _invalid([err]) from None
+            raise _invalid([exc.problem()]) from None
         errors = check_source(source)
         if errors:
             raise _invalid(errors)
