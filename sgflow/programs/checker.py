@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
+from sgflow.grammars.schema_refs import check_refs
 from sgflow.programs import constraints
 from sgflow.programs.errors import ProgramError, ProgramInvalid
 from sgflow.programs.loader import Source, SourceError, load_source, parse_source
@@ -365,11 +366,17 @@ class _Checker:
             )
 
     def json_schema(self, schema: dict[str, Any], pointer: str, *, code: str) -> None:
+        """A schema that is only validated against (inputs, output): valid against its
+        meta-schema, and every ``$ref`` local and resolving (a remote or file ref would be
+        fetched by nobody and fail every validation; a loop would never end)."""
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             where = "/" + "/".join(str(x) for x in exc.path) if exc.path else ""
             self.error(code, pointer + where, exc.message, "fix the JSON Schema")
+            return
+        for problem in check_refs(schema, allow_recursive=True):
+            self.error(problem.code, pointer + problem.pointer, problem.message, problem.hint)
 
     def _base_dir(self) -> str | None:
         if self.source.file is None:
