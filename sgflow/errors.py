@@ -63,6 +63,7 @@ CODES: dict[str, Code] = _codes(
     ("request.malformed_json", 400, False, "the body is not JSON (or not UTF-8)"),
     ("request.aborted", 499, False, "the request was cancelled, or the engine shut down"),
     ("limit.request_size", 413, False, "the request body is larger than the limit"),
+    ("request.timeout", 408, True, "the request body did not arrive in time"),
     ("limit.concurrent_runs", 429, True, "the tenant has as many active runs as it may"),
     ("limit.batch_size", 413, False, "a batch has more lines than the limit"),
     ("limit.text_size", 422, False, "a text to extract from is longer than the limit"),

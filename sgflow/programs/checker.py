@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from sgflow.grammars import get_limits
 from sgflow.grammars.schema_checks import check_validation_schema
+from sgflow.grammars.schema_refs import check_refs
 from sgflow.programs import constraints
 from sgflow.programs.errors import ProgramError, ProgramInvalid
 from sgflow.programs.loader import Source, SourceError, load_source, parse_source
@@ -368,8 +369,13 @@ class _Checker:
     def json_schema(self, schema: dict[str, Any], pointer: str, *, code: str) -> None:
         """A schema that only validates (inputs, the final output): its limits, validity and
         patterns, which RE2 evaluates (``grammar.regex_dialect`` when it would read one
-        differently from xgrammar). ``code`` replaces ``grammar.invalid_schema``."""
-        for err in check_validation_schema(schema, get_limits()):
+        differently from xgrammar), and every ``$ref`` local and resolving (a remote or file
+        ref would be fetched by nobody and fail every validation). ``code`` replaces
+        ``grammar.invalid_schema``."""
+        problems = check_validation_schema(schema, get_limits())
+        if not problems:
+            problems = check_refs(schema, allow_recursive=True)
+        for err in problems:
             self.error(
                 code if err.code == "grammar.invalid_schema" else err.code,
                 pointer + err.pointer,

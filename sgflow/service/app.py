@@ -118,6 +118,7 @@ def create_app(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         path_limits={"/v1/batches": settings.max_batch_bytes},
+        timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(RequestContextMiddleware, dev_mode=settings.dev_mode)
     app.include_router(health_router)

@@ -51,6 +51,7 @@ __all__ = [
     "loc_to_field",
     "malformed_json",
     "request_too_large",
+    "request_too_slow",
 ]
 
 log = logging.getLogger("sgflow.service")
@@ -97,6 +98,17 @@ def request_too_large(limit: int) -> ApiError:
         f"the request body is larger than {limit} bytes",
         limit=limit,
         hint="send less per request; use a batch (JSONL upload) for many inputs",
+    )
+
+
+def request_too_slow(timeout_s: float) -> ApiError:
+    """The 408 for a body that did not arrive within ``timeout_s`` (``request.timeout``)."""
+    return ApiError(
+        408,
+        "request.timeout",
+        f"the request body did not arrive within {timeout_s:g} s",
+        limit=timeout_s,
+        hint="send the body at once; upload large batches from a fast link",
     )
 
 

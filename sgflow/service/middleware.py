@@ -6,6 +6,7 @@ All are plain ASGI (no ``BaseHTTPMiddleware``), so streaming responses pass unto
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ import anyio.to_thread
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sgflow.errors import SgflowError
 from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.service.errors import (
     error_response,
@@ -23,6 +25,7 @@ from sgflow.service.errors import (
     json_refused,
     malformed_json,
     request_too_large,
+    request_too_slow,
 )
 
 __all__ = [
@@ -94,25 +97,35 @@ class RequestContextMiddleware:
             )
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """Reading the body stopped: too large, or too slow."""
 
 
 class BodySizeLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413 ``limit.request_size``.
+    """Refuses request bodies over ``max_bytes`` with 413 ``limit.request_size``, and bodies
+    not received within ``timeout_s`` (default 120) with 408 ``request.timeout``.
 
     A ``Content-Length`` over the limit is answered before the app runs. A chunked body is
     counted as it is read; past the limit, reading raises inside the app and whatever the app
-    makes of that (FastAPI turns a failed body read into a 400) is replaced by the 413.
-    ``path_limits`` (path → bytes) replaces ``max_bytes`` for those exact paths (the batch
-    upload's larger limit)."""
+    makes of that (FastAPI turns a failed body read into a 400) is replaced by the 413. The
+    time limit runs from the first read of the body to its last chunk (a client trickling a
+    body byte by byte is answered when it runs out, not kept forever); once the body is in,
+    reads that wait for a disconnect (Server-Sent Events) are not limited. ``path_limits``
+    (path → bytes) replaces ``max_bytes`` for those exact paths (the batch upload's larger
+    limit)."""
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, path_limits: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        path_limits: dict[str, int] | None = None,
+        timeout_s: float = 120.0,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.path_limits = {p.rstrip("/"): n for p, n in (path_limits or {}).items()}
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -124,23 +137,35 @@ class BodySizeLimitMiddleware:
             await error_response(request_too_large(limit))(scope, receive, send)
             return
         received = 0
-        exceeded = False
+        refusal: SgflowError | None = None
         started = False
+        body_done = False
+        deadline: float | None = None
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
+            nonlocal received, refusal, body_done, deadline
+            if body_done:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.timeout_s
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                refusal = request_too_slow(self.timeout_s)
+                raise _Refused from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > limit:
-                    exceeded = True
-                    raise _TooLarge
+                    refusal = request_too_large(limit)
+                    raise _Refused
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if exceeded:
-                return  # the app's answer to the failed read; the 413 replaces it
+            if refusal is not None:
+                return  # the app's answer to the failed read; the refusal replaces it
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -148,10 +173,10 @@ class BodySizeLimitMiddleware:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if not exceeded:
+            if refusal is None:
                 raise
-        if exceeded and not started:
-            await error_response(request_too_large(limit))(scope, receive, send)
+        if refusal is not None and not started:
+            await error_response(refusal)(scope, receive, send)
 
 
 class JsonBodyMiddleware:

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="nesting of arrays/objects in a JSON body or JSONL line (400 "
         "`limit.json_depth`); default 128, see sgflow.jsonbounds",
     )
+    body_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="a request body must arrive within this many seconds (408); default 120",
+    )
     max_concurrent_runs_per_tenant: int = Field(default=16, ge=1, description="default 16")
     max_batch_size: int = Field(default=10_000, ge=1, description="inputs per batch; default 10000")
     max_batch_bytes: int = Field(

@@ -193,3 +193,32 @@ def test_validator_for_keeps_the_declared_draft() -> None:
     validator = validator_for({"$schema": DRAFT7, "items": [{"type": "string"}]})
     assert validator.is_valid(["x"])  # the draft-7 array form of items
     assert validator_for({}).META_SCHEMA["$id"].endswith("2020-12/schema")
+
+
+@pytest.mark.parametrize(
+    ("items", "unique"),
+    [
+        ([1, 1.0], False),
+        ([True, 1], True),
+        ([False, 0, None], True),
+        ([{"a": 1, "b": [1, 2]}, {"b": [1, 2.0], "a": 1}], False),
+        ([[1], [True]], True),
+        (["a", "b", "a"], False),
+        ([{"k": i} for i in range(20_000)], True),
+        ([{"k": i % 19_999} for i in range(20_000)], False),
+    ],
+    ids=[
+        "int-float",
+        "bool-int",
+        "falsy",
+        "objects-key-order",
+        "nested-bool",
+        "strings",
+        "20k-objects",
+        "20k-objects-one-repeat",
+    ],
+)
+def test_unique_items_has_json_equality_in_one_pass(items: list[object], unique: bool) -> None:
+    errors = validation_errors(items, {"type": "array", "uniqueItems": True})
+    assert (not errors) == unique, errors
+    assert all(len(e["message"]) < 200 for e in errors)  # never the repr of the whole array
