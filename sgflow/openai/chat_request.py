@@ -281,7 +281,9 @@ def _body_path(body: Any, loc: tuple[Any, ...], *, missing: bool) -> list[Any]:
     path: list[Any] = []
     node = body
     for i, part in enumerate(loc):
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             node = node[part]
         elif missing and i == len(loc) - 1:
             pass

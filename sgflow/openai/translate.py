@@ -412,6 +412,12 @@ def _responses_tools(req: ResponsesRequest) -> tuple[Tool, ...]:
         where = f"/tools/{i}"
         if tool.type != "function":
             raise unsupported(f"a tool of type `{tool.type}`", f"{where}/type")
+        nested = (tool.model_extra or {}).get("function")
+        if tool.name is None and isinstance(nested, dict):
+            # chat's spelling ({"type": "function", "function": {…}}), as
+            # `responses.create(tools=[pydantic_function_tool(…)])` sends it
+            tools.append(_nested_tool(nested, i, where))
+            continue
         if tool.name is None:
             raise invalid("a function tool needs a `name`", f"{where}/name")
         tools.append(
@@ -425,6 +431,25 @@ def _responses_tools(req: ResponsesRequest) -> tuple[Tool, ...]:
             )
         )
     return _unique_tools(tools)
+
+
+def _nested_tool(function: dict[str, Any], i: int, where: str) -> Tool:
+    from pydantic import ValidationError
+
+    from sgflow.openai.chat_request import ChatFunction
+
+    try:
+        fn = ChatFunction.model_validate(function)
+    except ValidationError as exc:
+        raise invalid(f"tool {i}: {exc.errors()[0]['msg']}", f"{where}/function") from None
+    return Tool(
+        name=fn.name,
+        description=fn.description,
+        parameters=fn.parameters if fn.parameters is not None else dict(NO_PARAMETERS),
+        strict=bool(fn.strict),
+        field=f"{where}/function/parameters",
+        param=f"tools[{i}].function.parameters",
+    )
 
 
 def _responses_format(req: ResponsesRequest) -> OutputFormat:

@@ -34,11 +34,18 @@ from sgflow.openai import (
     RunFold,
     RunRecord,
     answer_headers,
+    batch_object,
+    batch_output_line,
     chat_completion,
+    file_object,
+    model_list,
     openai_error,
+    parse_batch_file,
     parse_chat_request,
+    parse_model_name,
     parse_responses_request,
     plan_chat,
+    plan_program_model,
     plan_responses,
     response_object,
 )
@@ -142,11 +149,13 @@ class Ran:
     events: list[tuple[str, dict[str, Any]]]
 
 
-def run_plan(plan: Plan, engine: FakeEngine) -> Ran:
-    """Run ``plan``'s program as a worker would (checked, compiled, executed on the fake
-    engine), keeping its events in the store's form."""
-    assert isinstance(plan.program, dict)
-    problems = check_program(plan.program)
+def run_plan(plan: Plan, engine: FakeEngine, program: dict[str, Any] | None = None) -> Ran:
+    """Run ``plan``'s program (or ``program``, the stored one a program model names) as a
+    worker would (checked, compiled, executed on the fake engine), keeping its events in
+    the store's form."""
+    body = program if program is not None else plan.program
+    assert isinstance(body, dict)
+    problems = check_program(body)
     assert not problems, [p.to_dict() for p in problems]
     events: list[tuple[str, dict[str, Any]]] = []
     lock = threading.Lock()
@@ -155,7 +164,7 @@ def run_plan(plan: Plan, engine: FakeEngine) -> Ran:
         with lock:
             events.append((kind, stored(kind, json.loads(json.dumps(data)))))
 
-    ir = compile_program(Program.model_validate(plan.program))
+    ir = compile_program(Program.model_validate(body))
     result = execute(ir, plan.inputs, engine, on_event=on_event)  # type: ignore[arg-type]
     status = "succeeded" if result.ok else "failed"
     events.append(("run.finished", {"status": status, "error": result.error}))
@@ -179,41 +188,79 @@ def _error(err: SgflowError) -> httpx2.Response:
 
 @dataclass
 class Service:
-    """The OpenAI surface in front of the fake engine: an ``httpx2`` handler; ``runs``
-    keeps each request's run."""
+    """The OpenAI surface in front of the fake engine, as an ``httpx2`` handler: what phase
+    2's routes will do, in a few lines per route. ``runs`` keeps each request's run;
+    ``programs`` are the stored programs (``name@version`` → program body); ``edit``
+    may rewrite a run's events before they are answered (a restart, say)."""
 
     engine: FakeEngine
+    programs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edit: Callable[[list[tuple[str, dict[str, Any]]]], list[tuple[str, dict[str, Any]]]] | None = (
+        None
+    )
     runs: list[Ran] = field(default_factory=list)
+    requests: list[httpx2.Request] = field(default_factory=list)
+    files: dict[str, tuple[str, str, bytes]] = field(
+        default_factory=dict
+    )  # id → name, purpose, bytes
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
-        body = json.loads(request.content)
-        path = request.url.path
+        self.requests.append(request)
+        path = request.url.path.removeprefix("/v1")
         try:
-            if path.endswith("/chat/completions"):
-                plan = plan_chat(parse_chat_request(body))
-            elif path.endswith("/responses"):
-                plan = plan_responses(parse_responses_request(body))
-            else:
-                return httpx2.Response(404, json={"error": {"message": path, "type": "x"}})
-            ran = run_plan(plan, self.engine)
-            self.runs.append(ran)
-            headers = answer_headers(plan, ran.record.id)
-            if plan.stream:
-                return httpx2.Response(
-                    200,
-                    content=self._stream(ran).encode(),
-                    headers={**headers, "content-type": "text/event-stream"},
-                )
-            fold = RunFold(plan)
-            for kind, data in ran.events:
-                fold.feed(kind, data)
-            if plan.endpoint == "chat":
-                answer = chat_completion(plan, ran.record, fold)
-            else:
-                answer = response_object(plan, ran.record, fold)
-            return httpx2.Response(200, json=answer, headers=headers)
+            if path in ("/chat/completions", "/responses"):
+                return self._answer(path, json.loads(request.content))
+            if path.startswith("/models"):
+                return self._models(path)
+            if path.startswith("/files"):
+                return self._files(request, path)
+            if path.startswith("/batches"):
+                return self._batches(request, path)
+            raise SgflowError("route.not_found", f"no route {path}")
         except SgflowError as err:
             return _error(err)
+
+    def plan(self, path: str, body: Any) -> tuple[Plan, dict[str, Any] | None]:
+        req = (
+            parse_chat_request(body)
+            if path == "/chat/completions"
+            else parse_responses_request(body)
+        )
+        model = parse_model_name(req.model)
+        if model is not None:
+            program = self.programs.get(model.ref)
+            if program is None:
+                raise SgflowError("program.not_found", f"no program {model.ref}", field="/model")
+            return plan_program_model(req, model, inputs_schema=program["inputs"]), program
+        plan = plan_chat(req) if path == "/chat/completions" else plan_responses(req)  # type: ignore[arg-type]
+        return plan, None
+
+    def run(self, path: str, body: Any) -> Ran:
+        plan, program = self.plan(path, body)
+        ran = run_plan(plan, self.engine, program)
+        if self.edit is not None:
+            ran.events = self.edit(ran.events)
+        self.runs.append(ran)
+        return ran
+
+    def answer_body(self, ran: Ran) -> dict[str, Any]:
+        fold = RunFold(ran.plan)
+        for kind, data in ran.events:
+            fold.feed(kind, data)
+        if ran.plan.endpoint == "chat":
+            return chat_completion(ran.plan, ran.record, fold)
+        return response_object(ran.plan, ran.record, fold)
+
+    def _answer(self, path: str, body: Any) -> httpx2.Response:
+        ran = self.run(path, body)
+        headers = answer_headers(ran.plan, ran.record.id)
+        if ran.plan.stream:
+            return httpx2.Response(
+                200,
+                content=self._stream(ran).encode(),
+                headers={**headers, "content-type": "text/event-stream"},
+            )
+        return httpx2.Response(200, json=self.answer_body(ran), headers=headers)
 
     def _stream(self, ran: Ran) -> str:
         stream: ChatStream | ResponsesStream
@@ -225,3 +272,113 @@ class Service:
         out += [stream.feed(kind, data) for kind, data in ran.events]
         out.append(stream.finish(ran.record))
         return "".join(out)
+
+    # -- models, files, batches ----------------------------------------------------------------
+
+    def _models(self, path: str) -> httpx2.Response:
+        programs = [
+            (ref.split("@")[0], int(ref.split("@")[1]), 1_700_000_000.0) for ref in self.programs
+        ]
+        listing = model_list([("smollm2", 1_700_000_000.0)], programs, tenant="acme")
+        if path == "/models":
+            return httpx2.Response(200, json=listing)
+        wanted = path.removeprefix("/models/")
+        for model in listing["data"]:
+            if model["id"] == wanted:
+                return httpx2.Response(200, json=model)
+        raise SgflowError("model.not_found", f"no model {wanted!r}", field="path:model")
+
+    def _files(self, request: httpx2.Request, path: str) -> httpx2.Response:
+        if request.method == "POST":
+            name, purpose, content = _multipart(request)
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = (name, purpose, content)
+            return httpx2.Response(
+                200,
+                json=file_object(
+                    file_id,
+                    size=len(content),
+                    created_at=1_700_000_000.0,
+                    filename=name,
+                    purpose=purpose,
+                ),
+            )
+        file_id = path.split("/")[2]
+        return httpx2.Response(200, content=self.files[file_id][2])
+
+    def _batches(self, request: httpx2.Request, path: str) -> httpx2.Response:
+        body = json.loads(request.content)
+        endpoint = body["endpoint"]
+        _, _, content = self.files[body["input_file_id"]]
+        parse = (
+            parse_chat_request if endpoint == "/v1/chat/completions" else parse_responses_request
+        )
+        lines = parse_batch_file(content, endpoint=endpoint, parse_body=parse)
+        out = []
+        failed = 0
+        for line in lines:
+            try:
+                ran = self.run(
+                    endpoint.removeprefix("/v1"),
+                    line.body.model_dump(by_alias=True, exclude_none=True),
+                )
+                out.append(
+                    batch_output_line(
+                        line.custom_id, ran.record.id, status_code=200, body=self.answer_body(ran)
+                    )
+                )
+            except SgflowError as err:
+                failed += 1
+                answer = openai_error(err)
+                out.append(
+                    batch_output_line(
+                        line.custom_id, "none", status_code=answer.status, body=answer.body
+                    )
+                )
+        output_id = f"file-{len(self.files) + 1}"
+        self.files[output_id] = (
+            "output.jsonl",
+            "batch_output",
+            "".join(json.dumps(o) + "\n" for o in out).encode(),
+        )
+        view = {
+            "id": "batch_1",
+            "status": "completed",
+            "request_counts": {
+                "total": len(lines),
+                "completed": len(lines) - failed,
+                "failed": failed,
+            },
+            "created_at": 1_700_000_000.0,
+            "in_progress_at": 1_700_000_000.0,
+            "completed_at": 1_700_000_001.0,
+            "errors": None,
+        }
+        return httpx2.Response(
+            200,
+            json=batch_object(
+                view,
+                endpoint=endpoint,
+                input_file_id=body["input_file_id"],
+                output_file_id=output_id,
+                metadata=body.get("metadata"),
+            ),
+        )
+
+
+def _multipart(request: httpx2.Request) -> tuple[str, str, bytes]:
+    """The uploaded file's name, purpose and bytes from a multipart body."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.content)
+    name, purpose, content = "", "", b""
+    for part in message.iter_parts():
+        field_name = part.get_param("name", header="content-disposition")
+        if field_name == "purpose":
+            purpose = part.get_content().strip()
+        elif field_name == "file":
+            name = part.get_filename() or ""
+            content = part.get_payload(decode=True)
+    return name, purpose, content
