@@ -16,7 +16,7 @@ Both OpenAI endpoints answer from the same two sources, the run's record (``run_
   any other failure is raised as the run's error.
 
 A run restarted after a worker died or the engine failed (``run.retrying``,
-``run.requeued``, ``run.resumed``) regenerates the steps it had not checkpointed: the fold
+``run.requeued``, ``run.resumed``, ``run.started`` of a later attempt) regenerates the steps it had not checkpointed: the fold
 forgets their partial text, and if some of it was already streamed it marks itself
 ``broken`` (the streamer then ends the stream with ``stream.restarted``; the client asks
 again) rather than splice two generations into one answer.
@@ -156,7 +156,7 @@ class RunFold:
 
     def feed(self, kind: str, data: dict[str, Any]) -> list[Piece]:
         """Fold one event; the pieces it makes streamable (maybe none)."""
-        if kind in _RESTARTS:
+        if kind in _RESTARTS or (kind == "run.started" and int(data.get("attempt") or 1) > 1):
             self._restart()
             return []
         if kind == "run.finished":

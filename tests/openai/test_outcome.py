@@ -250,3 +250,42 @@ def test_a_failed_responses_stream_ends_with_error_then_failed() -> None:
     assert [e["type"] for e in events[-2:]] == ["error", "response.failed"]
     assert events[-2]["code"] == "engine.error"
     assert responses_types.Response.model_validate(events[-1]["response"]).status == "failed"
+
+
+def test_a_record_is_read_from_the_services_run_view() -> None:
+    from sgflow.service.runs import run_view
+    from sgflow.workers.records import Run
+
+    run = Run(
+        id="abc",
+        tenant="t",
+        program="inline",
+        program_hash="h",
+        inputs={},
+        status="succeeded",
+        attempt=1,
+        lease_until=None,
+        worker=None,
+        created_at=1_700_000_000.5,
+        started_at=None,
+        finished_at=None,
+        error=None,
+        priority=0,
+        parent=None,
+        cancel_requested=False,
+        output={
+            "output": [{"answer": "Hi"}],
+            "steps": {},
+            "trace": [{"step": "answer", "branch": None, "finish_reason": {"type": "stop"}}],
+            "usage": {"prompt_tokens": 7, "cached_tokens": 6, "completion_tokens": 1},
+        },
+    )
+    completion = chat_completion(chat_plan(), RunRecord.from_view(run_view(run)))
+    parsed = chat_types.ChatCompletion.model_validate(completion)
+    assert (parsed.id, parsed.created, parsed.choices[0].message.content) == (
+        "chatcmpl-abc",
+        1_700_000_000,
+        "Hi",
+    )
+    assert parsed.usage is not None and parsed.usage.prompt_tokens_details is not None
+    assert parsed.usage.prompt_tokens_details.cached_tokens == 6

@@ -707,3 +707,73 @@ def test_max_tool_calls_bounds_parallel_calls() -> None:
     tool = {"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}
     plan = responses(input="x", tools=[tool], tool_choice="required", max_tool_calls=2)
     assert plan.inputs["calls_schema"]["maxItems"] == 2
+
+
+# -- what other clients send (exact bodies from the research probes) -----------------------------
+
+USER_MODEL = {
+    "properties": {
+        "name": {"title": "Name", "type": "string"},
+        "age": {"title": "Age", "type": "integer"},
+        "nick": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "Nick"},
+    },
+    "required": ["age", "name"],
+    "type": "object",
+}
+
+
+def test_instructors_tools_mode_and_its_reask() -> None:
+    plan = chat(
+        messages=[
+            {"role": "user", "content": "Ann is 3"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "User", "arguments": '{"name": "Ann"}'},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "name": "User",
+                "content": "Validation error: age is required",
+            },
+        ],
+        tool_choice={"type": "function", "function": {"name": "User"}},
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "User", "description": "A user.", "parameters": USER_MODEL},
+            }
+        ],
+    )
+    assert plan.mode == "calls" and not plan.parallel
+    assert plan.inputs["calls_schema"]["$defs"]["f0"] == USER_MODEL, (
+        "non-strict: the schema as sent"
+    )
+    assert (
+        plan.inputs["turns"][2]
+        == "Result of `User` (call call_1):\nValidation error: age is required"
+    )
+
+
+def test_langchains_function_calling_and_json_mode() -> None:
+    params = {k: v for k, v in USER_MODEL.items()}
+    plan = chat(
+        parallel_tool_calls=False,
+        tool_choice={"type": "function", "function": {"name": "User"}},
+        tools=[
+            {
+                "type": "function",
+                "function": {"name": "User", "description": "A user.", "parameters": params},
+            }
+        ],
+        stream=False,
+    )
+    assert plan.mode == "calls"
+    assert chat(response_format={"type": "json_object"}).mode == "json"
