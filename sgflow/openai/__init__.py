@@ -29,6 +29,7 @@ from sgflow.openai.batches import (
 )
 from sgflow.openai.chat_build import ChatStream, answer_headers, chat_completion
 from sgflow.openai.chat_request import ChatRequest, parse_chat_request
+from sgflow.openai.chat_translate import plan_chat
 from sgflow.openai.errors import OpenAIErrorAnswer, openai_error, pointer_to_param
 from sgflow.openai.model_list import (
     ProgramModel,
@@ -42,8 +43,8 @@ from sgflow.openai.plan import Plan, PlanOptions
 from sgflow.openai.program_models import plan_program_model, program_inputs
 from sgflow.openai.responses_build import ResponsesStream, response_object
 from sgflow.openai.responses_request import ResponsesRequest, parse_responses_request
+from sgflow.openai.responses_translate import plan_responses
 from sgflow.openai.strict import StrictProblem, check_strict
-from sgflow.openai.translate import plan_chat, plan_responses
 
 __all__ = [
     "BATCH_STATUS",

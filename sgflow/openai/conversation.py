@@ -125,6 +125,7 @@ _MANY_CALLS = (
     "To call functions, reply with only a JSON array of calls, each "
     '{"name": <the function\'s name>, "arguments": <an object of its arguments>}.'
 )
+_NO_CALLS = "Do not call them now: answer in words."
 _CHOOSE = (
     f"First say `{CALL}` if you will call functions, or `{ANSWER}` if you will answer "
     "directly; then give the calls or the answer."
@@ -140,16 +141,21 @@ def _tool_json(tool: Tool) -> str:
 
 
 def system_text(
-    system: str | None, tools: tuple[Tool, ...], *, parallel: bool, choose: bool
+    system: str | None, tools: tuple[Tool, ...], *, mode: ToolMode, parallel: bool
 ) -> str | None:
     """The system turn: the caller's system text, then (with tools) their description and
-    how to call them. ``choose`` adds how to pick between answering and calling (``auto``).
-    None when there is neither."""
+    how to call them, which depends on ``mode``: ``auto`` adds how to choose between
+    answering and calling, ``none`` says to answer in words (the tools stay described, as
+    context). None when there is neither."""
     parts = [system] if system else []
     if tools:
         listing = "\n".join(_tool_json(t) for t in tools)
-        how = _MANY_CALLS if parallel else _ONE_CALL
-        parts.append(f"{_TOOLS_HEAD}{listing}\n\n{how}" + (f" {_CHOOSE}" if choose else ""))
+        if mode == "none":
+            how = _NO_CALLS
+        else:
+            how = _MANY_CALLS if parallel else _ONE_CALL
+            how += f" {_CHOOSE}" if mode == "auto" else ""
+        parts.append(f"{_TOOLS_HEAD}{listing}\n\n{how}")
     return "\n\n".join(parts) if parts else None
 
 

@@ -215,7 +215,10 @@ def plan_conversation(
     mode, steps = _choice_steps(conv, answer, calling)
     _bounds(conv, sum(1 for s in steps if "gen" in s), options)
     system = system_text(
-        conv.system, conv.tools, parallel=conv.parallel, choose=mode == "auto" and calling
+        conv.system,
+        conv.tools,
+        mode=conv.tool_mode if calling else "none",
+        parallel=conv.parallel,
     )
     if system is not None:
         inputs["system"] = system

@@ -381,6 +381,8 @@ def test_tool_choice_none_describes_the_tools_and_answers_in_words() -> None:
     plan = chat(tools=[WEATHER], tool_choice="none")
     assert plan.mode == "text" and "calls_schema" not in plan.inputs
     assert '"name": "get_weather"' in plan.inputs["system"]
+    assert plan.inputs["system"].endswith("Do not call them now: answer in words.")
+    assert "`call`" in chat(tools=[WEATHER]).inputs["system"], "auto explains the choice"
 
 
 def test_tool_choice_auto_chooses_between_answering_and_calling() -> None:
