@@ -163,8 +163,8 @@ class RunFold:
             self.finished = data
             return []
         step = data.get("step")
-        if step not in (ANSWER_STEP, CALLS_STEP, DECIDE_STEP):
-            return []
+        if self.plan.mode == "program" or step not in (ANSWER_STEP, CALLS_STEP, DECIDE_STEP):
+            return []  # a stored program's steps are its own: only its output is the answer
         state = self._choice(data)
         if state is None:
             return []
@@ -271,6 +271,8 @@ def final_choices(
     """The choices and usage of a finished run (``record``, and the ``fold`` of its events
     when there is one). Raises the run's error as :class:`SgflowError` (with ``run`` set)
     when it failed otherwise than by a cut-off, or was cancelled."""
+    if record is None and plan.mode == "program":
+        raise ValueError("a program model's answer is its output: pass the run record")
     finished = (fold.finished if fold is not None else None) or {}
     status = record.status if record is not None else finished.get("status")
     error = record.error if record is not None else finished.get("error")

@@ -289,3 +289,22 @@ def test_a_record_is_read_from_the_services_run_view() -> None:
     )
     assert parsed.usage is not None and parsed.usage.prompt_tokens_details is not None
     assert parsed.usage.prompt_tokens_details.cached_tokens == 6
+
+
+def test_a_program_models_steps_are_not_streamed_only_its_output() -> None:
+    from sgflow.openai import plan_program_model
+    from sgflow.openai.model_list import ProgramModel
+
+    req = parse_chat_request({"model": "program:p@1", "messages": USER, "stream": True})
+    plan = plan_program_model(
+        req,
+        ProgramModel("p", 1),
+        inputs_schema={"type": "object", "properties": {"q": {"type": "string"}}},
+    )
+    stream = ChatStream(plan, run_id="r1", created=0)
+    out = stream.start() + stream.feed(*delta("answer", "its own step named answer"))
+    out += stream.finish(record(output={"label": "x"}))
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks(out) if c["choices"]]
+    assert [c for c in contents if c] == ['{"label": "x"}']
+    with pytest.raises(ValueError, match="pass the run record"):
+        final_choices(plan, None, stream.fold)
