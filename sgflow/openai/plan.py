@@ -39,7 +39,14 @@ from typing import Any, Literal
 
 from sgflow.errors import SgflowError
 from sgflow.openai.conversation import ANSWER, CALL, Conversation, system_text
-from sgflow.openai.schemas import Checked, ValidatedKeyword, calls_schema, check_format, check_tool
+from sgflow.openai.schemas import (
+    Checked,
+    ValidatedKeyword,
+    calls_schema,
+    check_calls,
+    check_format,
+    check_tool,
+)
 from sgflow.programs.checker import ProgramLimits
 from sgflow.programs.templates import RenderLimits
 
@@ -212,6 +219,7 @@ def plan_conversation(
         inputs["calls_schema"] = calls_schema(
             pairs, parallel=conv.parallel, max_calls=conv.max_calls
         )
+        check_calls(inputs["calls_schema"], pairs)
     mode, steps = _choice_steps(conv, answer, calling)
     _bounds(conv, sum(1 for s in steps if "gen" in s), options)
     system = system_text(

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,15 @@ from sgflow.grammars.spec import JsonSchema
 from sgflow.openai.conversation import OutputFormat, Tool
 from sgflow.openai.strict import check_strict, normalize_strict, strict_error
 
-__all__ = ["Checked", "ValidatedKeyword", "calls_schema", "check_format", "check_tool"]
+__all__ = [
+    "Checked",
+    "ValidatedKeyword",
+    "calls_schema",
+    "check_calls",
+    "check_format",
+    "check_schema",
+    "check_tool",
+]
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 NO_PARAMETERS: dict[str, Any] = {
@@ -65,7 +74,10 @@ class Checked:
     validated: tuple[ValidatedKeyword, ...]
 
 
-def _sgflow_check(schema: dict[str, Any], *, field: str, param: str, what: str) -> None:
+def check_schema(schema: dict[str, Any], *, field: str, param: str, what: str) -> None:
+    """Refuse ``schema`` (at ``field`` in the request, OpenAI's ``param``) if sgflow's
+    checker cannot enforce it: the first problem as :class:`SgflowError`, all in
+    ``errors``."""
     problems = check(JsonSchema(schema))
     if problems:
         first = problems[0]
@@ -113,7 +125,7 @@ def check_format(fmt: OutputFormat) -> Checked | None:
                 problems, what=f"response_format '{fmt.name}'", field=fmt.field, param=fmt.param
             )
         schema = normalize_strict(schema)
-    _sgflow_check(schema, field=fmt.field, param=fmt.param, what=f"response_format '{fmt.name}'")
+    check_schema(schema, field=fmt.field, param=fmt.param, what=f"response_format '{fmt.name}'")
     return Checked(schema, _validated(schema, fmt.param))
 
 
@@ -132,7 +144,7 @@ def check_tool(tool: Tool) -> Checked:
                 openai_code="invalid_function_parameters",
             )
         schema = normalize_strict(schema)
-    _sgflow_check(schema, field=tool.field, param=tool.param, what=f"function '{tool.name}'")
+    check_schema(schema, field=tool.field, param=tool.param, what=f"function '{tool.name}'")
     return Checked(schema, _validated(schema, tool.param))
 
 
@@ -187,3 +199,29 @@ def calls_schema(
     if max_calls is not None:
         array["maxItems"] = max_calls
     return array
+
+
+def check_calls(schema: dict[str, Any], tools: list[tuple[Tool, Checked]]) -> None:
+    """Refuse a :func:`calls_schema` sgflow cannot enforce (each tool passed alone, but
+    together they may pass a size limit): the error points into the tool it is about."""
+    problems = check(JsonSchema(schema))
+    if not problems:
+        return
+    first = problems[0]
+    field, param, what = "/tools", "tools", "the tools together"
+    match = re.match(r"^/\$defs/f(\d+)(/.*)?$", first.pointer)
+    if match and int(match.group(1)) < len(tools):
+        tool = tools[int(match.group(1))][0]
+        field, param, what = (
+            tool.field + (match.group(2) or ""),
+            tool.param,
+            f"function '{tool.name}'",
+        )
+    raise SgflowError(
+        first.code,
+        f"{what}: {first.message}",
+        field=field,
+        limit=first.limit,
+        hint=first.hint,
+        extra={"param": param},
+    )

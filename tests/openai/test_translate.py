@@ -779,3 +779,18 @@ def test_langchains_function_calling_and_json_mode() -> None:
     )
     assert plan.mode == "calls"
     assert chat(response_format={"type": "json_object"}).mode == "json"
+
+
+def test_tools_that_pass_alone_but_not_together_name_the_limit() -> None:
+    from sgflow.grammars import limits
+
+    wide = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string"} for i in range(40)},
+    }  # ~1 kB
+    tools = [
+        {"type": "function", "function": {"name": f"t{i}", "parameters": wide}} for i in range(3)
+    ]
+    with limits(max_schema_bytes=2500):
+        err = refused({"model": "m", "messages": USER, "tools": tools, "tool_choice": "required"})
+    assert err.code == "limit.schema_size" and err.field == "/tools"
