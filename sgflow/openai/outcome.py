@@ -113,6 +113,7 @@ class _ChoiceState:
     attempt: tuple[str, int] | None = None  # (step, attempt) of the text in `partial`
     partial: str = ""
     sent: bool = False  # something of an unfinished step was streamed
+    streamed: bool = False  # something of this choice was streamed
     scanner: CallScanner | None = None
     usage: dict[str, int] = field(default_factory=dict)
 
@@ -176,10 +177,16 @@ class RunFold:
         return []
 
     def _restart(self) -> None:
+        # n = 1: finished steps are checkpointed and come back without events, only a step
+        # streamed but unfinished is generated again. n > 1: the whole fork is one step,
+        # generated again from its start, so anything streamed is lost.
+        forked = self.plan.n > 1
         for state in self.choices:
-            if state.sent:
+            if state.sent or (forked and state.streamed):
                 self.broken = True
             state.attempt, state.partial, state.sent, state.scanner = None, "", False, None
+            if forked:
+                state.values, state.decision = {}, None
 
     def _delta(
         self, index: int, state: _ChoiceState, step: str, data: dict[str, Any]
@@ -193,7 +200,7 @@ class RunFold:
         state.partial += text
         if not self._streams(step) or not text:
             return []
-        state.sent = True
+        state.sent = state.streamed = True
         if step == ANSWER_STEP:
             return [Piece(index, "text", text)]
         if state.scanner is None:
@@ -220,6 +227,7 @@ class RunFold:
         streamed, state.sent = state.sent, False
         if streamed and self._streams(step):
             return []  # its deltas already added up to it
+        state.streamed = True
         if step == ANSWER_STEP:
             return [Piece(index, "text", _dumps(value))]
         pieces = []

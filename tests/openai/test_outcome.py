@@ -308,3 +308,18 @@ def test_a_program_models_steps_are_not_streamed_only_its_output() -> None:
     assert [c for c in contents if c] == ['{"label": "x"}']
     with pytest.raises(ValueError, match="pass the run record"):
         final_choices(plan, None, stream.fold)
+
+
+def test_a_restart_keeps_checkpointed_steps_of_one_choice_but_not_of_a_fork() -> None:
+    one = RunFold(chat_plan())
+    for event in [delta("answer", "Hi"), finished("answer", "Hi"), ("run.retrying", {})]:
+        one.feed(*event)
+    assert not one.broken, "a finished step is checkpointed: the retry does not redo it"
+    several = RunFold(chat_plan(n=2))
+    for event in [
+        delta("answer", "Hi", 0),
+        finished("answer", "Hi", 0),
+        ("run.resumed", {"steps": []}),
+    ]:
+        several.feed(*event)
+    assert several.broken, "the fork is generated again from its start"
