@@ -167,6 +167,19 @@ CODES: dict[str, Code] = _codes(
     ("engine.overloaded", 503, True, "the engine's queue is full; retry after a while"),
     ("engine.error", 502, True, "the engine answered with an error"),
     ("engine.internal", 500, False, "the engine failed (a bug in the engine)"),
+    # -- the OpenAI-compatible surface (sgflow.openai) -----------------------------------------
+    ("openai.invalid_json_schema", 400, False, "a strict schema outside OpenAI's strict subset"),
+    ("openai.unsupported", 400, False, "an OpenAI parameter or value sgflow does not support"),
+    ("model.not_found", 404, False, "no engine model or stored program has this name"),
+    ("limit.message_size", 422, False, "a message is longer than the limit"),
+    ("limit.file_size", 413, False, "an uploaded file is larger than the limit"),
+    ("batch.invalid_line", 422, False, "a line of an OpenAI batch input file is broken"),
+    (
+        "stream.restarted",
+        503,
+        True,
+        "the run restarted after part of a streamed answer was sent; send the request again",
+    ),
     # -- the Python client ---------------------------------------------------------------------
     ("client.stream", 0, True, "a run's event stream kept breaking (status 0: no HTTP answer)"),
 )
