@@ -12,6 +12,9 @@ Hierarchy (catch by meaning; branch on ``code``, never on the message):
                               ``finish``
   - MaxAttemptsExceeded       ``run.max_attempts``: not raised by the store; it is the error
                               recorded on a run that lost its lease ``max_attempts`` times
+  - TimeLimitExceeded         ``run.time_limit``: not raised by the store; the error recorded on
+                              a run whose attempt outlived ``SGFLOW_CELERY_HARD_TIME_LIMIT_S``
+                              (the worker's watchdog stops it before the broker redelivers)
   - InvalidCursor             ``run.invalid_cursor``: a ``list_runs`` cursor the store did not
                               issue; the service answers 422 naming ``field``
 
@@ -31,6 +34,7 @@ __all__ = [
     "RunAlreadyFinished",
     "RunNotFound",
     "StoreError",
+    "TimeLimitExceeded",
 ]
 
 CODES: dict[str, str] = {
@@ -39,6 +43,7 @@ CODES: dict[str, str] = {
     "run.already_finished": "a write to a run whose result is already written",
     "run.max_attempts": "the run lost its worker too many times and was given up",
     "run.invalid_cursor": "a pagination cursor the store did not issue",
+    "run.time_limit": "one attempt of the run ran past the hard time limit and was stopped",
 }
 
 
@@ -103,6 +108,24 @@ class MaxAttemptsExceeded(StoreError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "limit": self.limit}
+
+
+class TimeLimitExceeded(StoreError):
+    code = "run.time_limit"
+    hint = (
+        "a step generates for too long: lower its max_tokens, split the program, or raise "
+        "SGFLOW_CELERY_HARD_TIME_LIMIT_S (and the visibility timeout above it)"
+    )
+
+    def __init__(self, run_id: str, limit_s: float) -> None:
+        super().__init__(
+            f"run {run_id!r} ran past the hard time limit of {limit_s:g}s and was stopped",
+            run_id=run_id,
+        )
+        self.limit_s = limit_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "limit": self.limit_s}
 
 
 class InvalidCursor(StoreError):
