@@ -70,6 +70,7 @@ class _Attempt:
     halt: threading.Event = field(default_factory=threading.Event)  # lost or expired
     stop: threading.Event = field(default_factory=threading.Event)  # the attempt is over
     started: float = field(default_factory=time.monotonic)
+    recorded: bool = False  # the watchdog wrote the run.time_limit result
 
 
 class Runner:
@@ -124,7 +125,7 @@ class Runner:
         finally:
             attempt.stop.set()
             watch.join(timeout=5)
-        return "time_limit" if attempt.expired.is_set() else outcome
+        return "time_limit" if attempt.recorded else outcome
 
     def _watch(self, attempt: _Attempt) -> None:
         """Heartbeat the lease every ``lease_s / 3`` (at least 0.5 s) and enforce the time
@@ -154,21 +155,26 @@ class Runner:
         assert self.time_limit_s is not None
         attempt.expired.set()
         attempt.halt.set()
-        error = TimeLimitExceeded(claim.run_id, self.time_limit_s).to_dict()
         try:
-            written = self.store.finish(claim, status="failed", error=error)
-        except redis.RedisError:
+            written = self.store.finish(claim, status="failed", error=self._time_limit_error(claim))
+        except redis.RedisError:  # the attempt's thread writes it when it stops
             log.exception("could not record the time limit", extra={"run_id": claim.run_id})
             return
+        if not written:  # the attempt finished (or lost the run) just before the limit
+            return
+        attempt.recorded = True
         log.warning(
             "run stopped at the hard time limit",
             extra={
                 "run_id": claim.run_id,
                 "attempt": claim.attempt,
                 "limit_s": self.time_limit_s,
-                "recorded": written,
             },
         )
+
+    def _time_limit_error(self, claim: Claim) -> dict[str, Any]:
+        assert self.time_limit_s is not None
+        return TimeLimitExceeded(claim.run_id, self.time_limit_s).to_dict()
 
     def _execute(self, attempt: _Attempt) -> str:
         claim = attempt.claim
@@ -207,7 +213,9 @@ class Runner:
             if attempt.halt.wait(delay):
                 if attempt.lost.is_set():
                     raise LeaseLost(claim.run_id, claim.attempt)
-                break  # expired: the watchdog has recorded the result
+                break  # expired
+        if attempt.expired.is_set():  # written by the watchdog already, unless Redis failed it
+            return self._finish(attempt, "failed", error=self._time_limit_error(claim))
         return self._result(attempt, result)
 
     def _check_stop(self, attempt: _Attempt, run: Run) -> None:
@@ -294,8 +302,6 @@ class Runner:
     def _finish(
         self, attempt: _Attempt, status: str, *, output: Any = None, error: Any = None
     ) -> str:
-        if attempt.expired.is_set():  # the watchdog wrote the result; this would be refused
-            return "already_finished"
         written = self.store.finish(attempt.claim, status=status, output=output, error=error)  # type: ignore[arg-type]
         return status if written else "already_finished"
 
