@@ -221,10 +221,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(data: dict[str, Any]) -> str:
-    rows = [(r["name"], _text(r["value"]), r["origin"]) for r in data["settings"]]
-    widths = [max(len(row[i]) for row in [("setting", "value", "from"), *rows]) for i in (0, 1)]
-    lines = [f"{'setting':<{widths[0]}}  {'value':<{widths[1]}}  from"]
-    lines += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows]
+    head = ("setting", "variable", "value", "from")
+    rows = [(r["name"], r["variable"], _text(r["value"]), r["origin"]) for r in data["settings"]]
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(3)]
+    lines = [
+        f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in [head, *rows]
+    ]
     for title, items in (("warnings", data["warnings"]), ("errors", data["errors"])):
         if items:
             lines.append(f"\n{title}:")
