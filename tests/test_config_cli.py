@@ -169,13 +169,19 @@ def test_the_table_as_a_user_runs_it() -> None:
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["setting", "value", "from"]
+    assert lines[0].split() == ["setting", "variable", "value", "from"]
     table = {
         line.split()[0]: line.split()[1:] for line in lines[1 : len(Settings.model_fields) + 1]
     }
-    assert table["redis_url"] == ["redis://:***@db:6379/0", "env", "REDIS_URL"]
-    assert table["engine_urls"] == ["http://e:1", "deprecated", "env", "SGFLOW_ENGINE_URL"]
-    assert table["lease_s"] == ["30.0", "default"]
+    assert table["redis_url"] == ["REDIS_URL", "redis://:***@db:6379/0", "env", "REDIS_URL"]
+    assert table["engine_urls"] == [
+        "SGFLOW_ENGINE_URLS",
+        "http://e:1",
+        "deprecated",
+        "env",
+        "SGFLOW_ENGINE_URL",
+    ]
+    assert table["lease_s"] == ["SGFLOW_LEASE_S", "30.0", "default"]
     assert "warnings:" in lines
     assert "  - SGFLOW_ENGINE_URL is deprecated: set SGFLOW_ENGINE_URLS instead" in lines
     assert SECRET not in done.stdout + done.stderr
