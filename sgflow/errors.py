@@ -155,6 +155,7 @@ CODES: dict[str, Code] = _codes(
     ("run.max_attempts", 500, False, "the run lost its worker on every attempt"),
     ("run.cancelled", 409, False, "the run was cancelled"),
     ("run.deadline_exceeded", 504, False, "the run was not done by its deadline"),
+    ("run.time_limit", 504, False, "an attempt ran past the workers' hard time limit"),
     ("run.timeout", 504, True, "the run took longer than its program's timeout_s"),
     ("run.failed", 500, False, "the run failed without a more specific code"),
     ("run.store", 500, True, "the run store refused an operation"),

@@ -4,6 +4,7 @@ environment."""
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,27 @@ def test_environment_is_consistent(compose: dict[str, Any]) -> None:
     for name, env in envs.items():
         assert env["REDIS_URL"] == "redis://redis:6379/0", name
         assert env["SGFLOW_PREFIX"] == "sgflow:", name
-    api, worker = envs["api"], envs["worker"]
-    # the engine the workers call is one of those the API checks and scrapes
-    assert worker["SGFLOW_ENGINE_URL"] in api["SGFLOW_ENGINE_URLS"].split(",")
-    assert worker["SGFLOW_ENGINE_URL"].endswith("http://router:30100}")
+        # the workers send runs to the router; the API checks it and the engines behind it
+        assert env["SGFLOW_ROUTER_URL"] == "http://router:30100", name
+    router = s["router"]["environment"]
+    assert envs["api"]["SGFLOW_ENGINE_URLS"] == router["SGFLOW_ROUTER_WORKER_URLS"]
     assert len({env["SGFLOW_PREFIX"] for env in envs.values()}) == 1
+
+
+def test_every_variable_is_a_setting_by_its_canonical_name(compose: dict[str, Any]) -> None:
+    """No deprecated name anywhere in the file; every SGFLOW_* variable given to an sgflow
+    process is one the settings read (the router's are compose's own)."""
+    from sgflow.config_cli import OTHER_VARIABLES
+    from sgflow.settings import DEPRECATED, Settings, env_names
+
+    text = (ROOT / "compose.yaml").read_text()
+    for old in DEPRECATED:
+        assert re.search(rf"\b{old}\b", text) is None, old
+    canonical = set(env_names().values())
+    for name in ("api", "worker", "flower"):
+        env = services(compose)[name]["environment"]
+        for variable in env:
+            assert variable in canonical or variable in OTHER_VARIABLES, (name, variable)
+        values = {k: v.split(":-", 1)[1].rstrip("}") if ":-" in v else v for k, v in env.items()}
+        settings = Settings(**{f: values[v] for f, v in env_names().items() if v in values})
+        assert settings.worker_engine_urls == ["http://router:30100"], name

@@ -32,7 +32,8 @@ class EngineConfig:
 
     ``ctx`` is the most tokens one sequence may hold (prompt + generation); ``cache_mb``
     the KV memory shared by all sequences, which bounds the prefix cache; ``slots`` the
-    number of KV sequences (running requests + cached prefixes).
+    number of KV sequences (running requests + cached prefixes). ``llama_log`` lets
+    llama.cpp print its own logs (``SGFLOW_LLAMA_LOG``; default quiet).
     """
 
     model_path: str | None = None
@@ -45,6 +46,7 @@ class EngineConfig:
     max_json_whitespace: int = 4
     grammar_timeout_s: float = 10.0
     served_model_name: str | None = None
+    llama_log: bool = False
 
 
 class Engine:
@@ -58,6 +60,7 @@ class Engine:
             n_seq=config.slots,
             n_batch=config.n_batch,
             n_threads=config.threads,
+            llama_log=config.llama_log,
         )
         self.ctx = min(config.ctx, self.model.n_ctx, self.model.info.n_ctx_train)
         self.stop_ids = sorted(set(self.model.info.eog_ids))

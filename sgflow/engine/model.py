@@ -50,10 +50,10 @@ class ModelInfo:
 _llama_log_cb = None
 
 
-def _quiet_llama() -> None:
-    """Route llama.cpp's stderr chatter away unless SGFLOW_LLAMA_LOG is set."""
+def _quiet_llama(llama_log: bool) -> None:
+    """Route llama.cpp's stderr chatter away unless ``llama_log`` (``SGFLOW_LLAMA_LOG``)."""
     global _llama_log_cb
-    if os.environ.get("SGFLOW_LLAMA_LOG"):
+    if llama_log:
         return
 
     @llama.llama_log_callback  # type: ignore[untyped-decorator]
@@ -81,8 +81,9 @@ class LlamaModel:
         n_seq: int,
         n_batch: int = 512,
         n_threads: int | None = None,
+        llama_log: bool = False,
     ) -> None:
-        _quiet_llama()
+        _quiet_llama(llama_log)
         llama.llama_backend_init()
         mparams = llama.llama_model_default_params()
         self._model = llama.llama_model_load_from_file(path.encode(), mparams)

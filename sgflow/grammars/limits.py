@@ -1,7 +1,8 @@
 """Safety limits on constraints, as data.
 
 Like xgrammar's ``config.py``: one process-wide value with a getter, a setter, a context
-manager for tests and an environment variable per field. The defaults:
+manager for tests and an environment variable per field (read by the settings, below). The
+defaults:
 
 =====================  ========  ==========================================================
 field                  default   what it bounds
@@ -20,15 +21,15 @@ allow_recursive_refs   True      ``$ref`` loops through objects/arrays (trees); 
                                  never produce JSON are refused regardless
 =====================  ========  ==========================================================
 
-Each field ``name`` is read from ``SGFLOW_<NAME>`` (upper case) when the limits are first
-used, e.g. ``SGFLOW_MAX_SCHEMA_DEPTH=64``; a malformed value raises ``ValueError`` naming
-the variable, so a typo fails at start-up rather than silently keeping a default.
+``grammars/`` is pure: it does not read the environment. A service process gets its limits from
+:class:`sgflow.settings.Settings` (variables ``SGFLOW_<NAME>``, e.g. ``SGFLOW_MAX_SCHEMA_DEPTH=64``),
+which :func:`sgflow.settings.apply` installs with :func:`set_limits` at start-up. A library user
+who wants the same variables calls ``set_limits(**vars(Limits.from_env(os.environ)))``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -63,9 +64,10 @@ class Limits:
                 raise ValueError(f"limit {field.name} must be a positive number, got {value!r}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
-        """Defaults overridden by ``SGFLOW_<NAME>`` variables; raises ``ValueError`` on a bad one."""
-        env = os.environ if environ is None else environ
+    def from_env(cls, environ: Mapping[str, str]) -> Limits:
+        """Defaults overridden by the ``SGFLOW_<NAME>`` keys of ``environ`` (library use;
+        services read :class:`sgflow.settings.Settings`); raises ``ValueError`` on a bad one."""
+        env = environ
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             var = f"SGFLOW_{field.name.upper()}"
@@ -95,11 +97,11 @@ _current: Limits | None = None
 
 
 def get_limits() -> Limits:
-    """The limits in force (read from the environment on first use)."""
+    """The limits in force: the defaults until :func:`set_limits` changes them."""
     global _current
     with _lock:
         if _current is None:
-            _current = Limits.from_env()
+            _current = Limits()
         return _current
 
 

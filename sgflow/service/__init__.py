@@ -14,7 +14,7 @@ from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError
 from sgflow.service.keys import ApiKey, KeyStore
 from sgflow.service.program_store import ProgramInfo, ProgramStore, StoredProgram
-from sgflow.service.settings import Settings
+from sgflow.settings import Settings
 
 __all__ = [
     "ApiError",

@@ -8,6 +8,7 @@ pool, so neither blocks the event loop.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,7 +18,12 @@ from prometheus_client.registry import CollectorRegistry
 
 from sgflow import __version__
 from sgflow.service.errors import install_error_handlers
-from sgflow.service.health import engines_check, redis_check, workers_check
+from sgflow.service.health import (
+    durability_check,
+    engines_check,
+    redis_check,
+    workers_check,
+)
 from sgflow.service.health import router as health_router
 from sgflow.service.keys import KeyStore
 from sgflow.service.metrics import SgflowCollector
@@ -30,12 +36,14 @@ from sgflow.service.middleware import (
 from sgflow.service.program_store import ProgramStore
 from sgflow.service.routes import api_router
 from sgflow.service.runs import RunSubmitter
-from sgflow.service.settings import Settings
-from sgflow.workers.celery_app import make_celery
+from sgflow.settings import Settings, apply
+from sgflow.workers.celery_app import celery_from
 from sgflow.workers.runner import ProgramBodies
 from sgflow.workers.store import RunStore
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("sgflow.service")
 
 _DESCRIPTION = """Checked, queued, validated structured-generation programs.
 
@@ -50,19 +58,23 @@ def create_app(
 ) -> FastAPI:
     """The API application.
 
-    ``settings`` default ``Settings()`` (the environment). ``redis_client`` (default: one
+    ``settings`` default ``Settings()`` (the environment), which is then also applied to the
+    process (:func:`sgflow.settings.apply`: the grammar limits), as ``sgflow serve``'s
+    factory call is its start-up. ``redis_client`` (default: one
     made from ``settings.redis_url``, with ``decode_responses=True``, closed at shutdown) is
     any sync ``redis.Redis``; a client passed in is left open. Raises ``ValueError`` when
     there is neither a client nor ``settings.redis_url`` (``sgflow up`` starts an embedded
     Redis and passes its URL).
     """
-    settings = settings or Settings()
+    if settings is None:
+        settings = apply(Settings())
+        for problem in settings.warnings():
+            log.warning(problem)
     owned = redis_client is None
     if redis_client is None:
         if settings.redis_url is None:
             raise ValueError(
-                "no Redis: set REDIS_URL (or SGFLOW_REDIS_URL), or start with `sgflow up`, "
-                "which runs an embedded one"
+                "no Redis: set REDIS_URL, or start with `sgflow up`, which runs an embedded one"
             )
         redis_client = redis.Redis.from_url(
             settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30
@@ -92,11 +104,7 @@ def create_app(
         store=app.state.runs,
         bodies=ProgramBodies(client, prefix=settings.redis_prefix),
         programs=app.state.programs,
-        celery=make_celery(
-            settings.redis_url or "redis://127.0.0.1:6379/0",
-            visibility_timeout_s=settings.celery_visibility_timeout_s,
-            hard_time_limit_s=settings.celery_hard_time_limit_s,
-        ),
+        celery=celery_from(settings),
         max_active_runs=settings.max_concurrent_runs_per_tenant,
     )
     app.state.ready_checks = [
@@ -104,6 +112,13 @@ def create_app(
         engines_check(settings.engine_urls, timeout_s=settings.engine_health_timeout_s),
         workers_check(client, prefix=settings.redis_prefix),
     ]
+    if settings.router_url:
+        app.state.ready_checks.append(
+            engines_check(
+                [settings.router_url], timeout_s=settings.engine_health_timeout_s, name="router"
+            )
+        )
+    app.state.ready_checks.append(durability_check(client))
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     app.state.metrics_registry.register(
         SgflowCollector(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from tqdm import tqdm
 from sgflow.cli_inputs import parse_inputs
 from sgflow.client import BATCH_FINAL, DEFAULT_API_URL, RUN_FINAL, ApiError, Client
 from sgflow.jsonbounds import load_yaml, loads
+from sgflow.settings import Settings
 
 __all__ = ["COMMANDS", "DEFAULT_API_URL", "add_parser", "run"]
 
@@ -42,13 +42,9 @@ def add_parser(subparsers: Any) -> None:
     """Add :data:`COMMANDS` to the ``sgflow`` parser's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--api",
-        default=os.environ.get("SGFLOW_API_URL", DEFAULT_API_URL),
-        help=f"the API (default: $SGFLOW_API_URL, else {DEFAULT_API_URL})",
+        "--api", default=None, help=f"the API (default: $SGFLOW_API_URL, else {DEFAULT_API_URL})"
     )
-    common.add_argument(
-        "--key", default=os.environ.get("SGFLOW_API_KEY"), help="API key (default $SGFLOW_API_KEY)"
-    )
+    common.add_argument("--key", default=None, help="API key (default $SGFLOW_API_KEY)")
     p = subparsers.add_parser("submit", parents=[common], help="submit a run")
     p.add_argument("program", help="name@version, or a .yaml/.json file with an inline program")
     p.add_argument(
@@ -87,7 +83,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one of :data:`COMMANDS`; returns the exit code."""
+    """Run one of :data:`COMMANDS`; returns the exit code. ``--api`` and ``--key`` default to
+    the settings' ``api_url`` and ``api_key`` (``SGFLOW_API_URL``, ``SGFLOW_API_KEY``)."""
+    if args.api is None or args.key is None:
+        settings = Settings()
+        args.api = args.api or settings.api_url
+        if args.key is None and settings.api_key is not None:
+            args.key = settings.api_key.get_secret_value()
     try:
         with Client(args.api, args.key or "", timeout=30) as client:
             if args.command == "submit":

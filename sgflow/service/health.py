@@ -2,9 +2,12 @@
 
 Readiness is the list of :class:`ReadyCheck` on ``app.state.ready_checks``: a name and an
 async probe returning ``(ok, detail)``. ``create_app`` installs :func:`redis_check`,
-:func:`engines_check` and :func:`workers_check`; other parts of the service may append theirs, e.g. ``app.state.ready_checks.append(ReadyCheck("workers", probe))``.
+:func:`engines_check` (and one named ``router`` when ``SGFLOW_ROUTER_URL`` is set),
+:func:`workers_check` and :func:`durability_check`; other parts of the service may append
+theirs, e.g. ``app.state.ready_checks.append(ReadyCheck("workers", probe))``.
 Checks run concurrently; a probe that raises or overruns ``CHECK_TIMEOUT_S`` (3 s) fails
-with the reason as its detail.
+with the reason as its detail. A check with ``required=False`` never makes the service
+unready: when it fails, ``/readyz`` lists it under ``warnings`` instead of ``failing``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "CheckResult",
     "Probe",
     "ReadyCheck",
+    "durability_check",
     "engines_check",
     "redis_check",
     "router",
@@ -37,11 +41,13 @@ CHECK_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True)
 class CheckResult:
-    """``name`` of the dependency, ``ok``, and ``detail`` saying what was seen."""
+    """``name`` of the dependency, ``ok``, ``detail`` saying what was seen, and whether
+    readiness depends on it (``required``)."""
 
     name: str
     ok: bool
     detail: str = ""
+    required: bool = True
 
 
 Probe = Callable[[], Awaitable[tuple[bool, str]]]
@@ -49,10 +55,13 @@ Probe = Callable[[], Awaitable[tuple[bool, str]]]
 
 @dataclass(frozen=True)
 class ReadyCheck:
-    """A named readiness probe; the probe returns ``(ok, detail)`` or raises (not ok)."""
+    """A named readiness probe; the probe returns ``(ok, detail)`` or raises (not ok).
+    ``required`` (default True): whether a failure makes the service unready, or is only a
+    warning."""
 
     name: str
     probe: Probe
+    required: bool = True
 
 
 router = APIRouter(tags=["health"])
@@ -69,10 +78,13 @@ def redis_check(client: redis.Redis, *, timeout_s: float = 1.0) -> ReadyCheck:
     return ReadyCheck("redis", probe)
 
 
-def engines_check(urls: Sequence[str], *, timeout_s: float = 1.0) -> ReadyCheck:
+def engines_check(
+    urls: Sequence[str], *, timeout_s: float = 1.0, name: str = "engines"
+) -> ReadyCheck:
     """``GET <url>/health`` on every engine (``timeout_s`` default 1 each, concurrently).
     Passes when at least one answers 200: one replica down degrades, it does not take the
-    API out of rotation. The detail names each engine's state."""
+    API out of rotation. The detail names each engine's state. ``name`` default
+    ``engines`` (``router`` for sglang-router, which answers ``/health`` too)."""
 
     async def one(client: httpx.AsyncClient, url: str) -> tuple[str, bool, str]:
         try:
@@ -90,7 +102,20 @@ def engines_check(urls: Sequence[str], *, timeout_s: float = 1.0) -> ReadyCheck:
         )
         return healthy > 0, detail
 
-    return ReadyCheck("engines", probe)
+    return ReadyCheck(name, probe)
+
+
+def durability_check(client: redis.Redis) -> ReadyCheck:
+    """A warning, never a failure: whether Redis can keep the promise that an accepted run
+    is never lost (AOF on, ``maxmemory-policy noeviction``;
+    :func:`sgflow.settings.redis_warnings`). Development and test Redis often cannot."""
+    from sgflow.settings import redis_warnings
+
+    async def probe() -> tuple[bool, str]:
+        problems = await anyio.to_thread.run_sync(redis_warnings, client, abandon_on_cancel=True)
+        return not problems, "; ".join(problems) or "AOF on, noeviction"
+
+    return ReadyCheck("redis_durability", probe, required=False)
 
 
 async def _run(check: ReadyCheck) -> CheckResult:
@@ -98,10 +123,10 @@ async def _run(check: ReadyCheck) -> CheckResult:
         with anyio.fail_after(CHECK_TIMEOUT_S):
             ok, detail = await check.probe()
     except TimeoutError:
-        return CheckResult(check.name, False, "timed out")
+        return CheckResult(check.name, False, "timed out", check.required)
     except Exception as exc:  # a failing dependency is a result here, not an error
-        return CheckResult(check.name, False, f"{type(exc).__name__}: {exc}")
-    return CheckResult(check.name, ok, detail)
+        return CheckResult(check.name, False, f"{type(exc).__name__}: {exc}", check.required)
+    return CheckResult(check.name, ok, detail, check.required)
 
 
 @router.get("/healthz")
@@ -116,13 +141,15 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     """Every ready check: 200 ``{"status": "ready"}`` or 503 ``{"status": "unavailable",
-    "failing": [names]}``, with each check's result."""
+    "failing": [names]}``, with each check's result; ``warnings`` names the checks that
+    failed but are not required (e.g. ``redis_durability``)."""
     checks: list[ReadyCheck] = request.app.state.ready_checks
     results = await asyncio.gather(*(_run(c) for c in checks))
-    failing = [r.name for r in results if not r.ok]
+    failing = [r.name for r in results if not r.ok and r.required]
     body: dict[str, object] = {
         "status": "unavailable" if failing else "ready",
         "failing": failing,
+        "warnings": [r.name for r in results if not r.ok and not r.required],
         "checks": [asdict(r) for r in results],
     }
     if failing:

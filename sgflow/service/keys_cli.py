@@ -1,8 +1,7 @@
 """``sgflow keys``: create, list and revoke API keys.
 
-Redis is ``--redis-url``, else ``SGFLOW_REDIS_URL`` / ``REDIS_URL``, else
-``redis://127.0.0.1:6379/0``; keys go under ``SGFLOW_REDIS_PREFIX`` (default ``sgflow:``),
-the same settings the API reads.
+Redis is ``--redis-url``, else ``REDIS_URL``, else ``redis://127.0.0.1:6379/0``; keys go
+under ``SGFLOW_PREFIX`` (default ``sgflow:``), the same settings the API reads.
 """
 
 from __future__ import annotations
@@ -14,10 +13,9 @@ import time
 from typing import Any
 
 import redis
-from pydantic import ValidationError
 
+from sgflow.config_cli import load_settings
 from sgflow.service.keys import ApiKey, KeyStore
-from sgflow.service.settings import Settings
 
 __all__ = ["DEFAULT_REDIS_URL", "add_parser", "run"]
 
@@ -30,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     common.add_argument(
         "--redis-url",
         default=None,
-        help=f"Redis (default: $SGFLOW_REDIS_URL or $REDIS_URL, else {DEFAULT_REDIS_URL})",
+        help=f"Redis (default: $REDIS_URL, else {DEFAULT_REDIS_URL})",
     )
     common.add_argument("--json", action="store_true", help="print JSON")
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -62,10 +60,8 @@ def _print_keys(keys: list[ApiKey]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``sgflow keys …``. Returns 0 on success, 1 when Redis fails or the key is
     unknown, 2 for bad settings or a bad tenant name."""
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"sgflow keys: bad settings: {exc}", file=sys.stderr)
+    settings = load_settings("keys")
+    if settings is None:
         return 2
     url = args.redis_url or settings.redis_url or DEFAULT_REDIS_URL
     client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)

@@ -14,6 +14,7 @@ from sgflow.workers.errors import (
     RunAlreadyFinished,
     RunNotFound,
     StoreError,
+    TimeLimitExceeded,
 )
 from sgflow.workers.records import STATUSES, BatchProgress, Claim, Run
 from sgflow.workers.store import Event, RunStore
@@ -32,4 +33,5 @@ __all__ = [
     "RunNotFound",
     "RunStore",
     "StoreError",
+    "TimeLimitExceeded",
 ]

@@ -12,6 +12,9 @@ Hierarchy (catch by meaning; branch on ``code``, never on the message):
                               ``finish``
   - MaxAttemptsExceeded       ``run.max_attempts``: not raised by the store; it is the error
                               recorded on a run that lost its lease ``max_attempts`` times
+  - TimeLimitExceeded         ``run.time_limit``: not raised by the store; the error recorded on
+                              a run whose attempt outlived ``SGFLOW_CELERY_HARD_TIME_LIMIT_S``
+                              (the worker's watchdog stops it before the broker redelivers)
   - InvalidCursor             ``run.invalid_cursor``: a ``list_runs`` cursor the store did not
                               issue; the service answers 422 naming ``field``
 
@@ -34,6 +37,7 @@ __all__ = [
     "RunAlreadyFinished",
     "RunNotFound",
     "StoreError",
+    "TimeLimitExceeded",
 ]
 
 CODES: dict[str, str] = {
@@ -44,6 +48,7 @@ CODES: dict[str, str] = {
         "run.already_finished",
         "run.max_attempts",
         "run.invalid_cursor",
+        "run.time_limit",
     )
 }
 """The codes a :class:`StoreError` carries (a view of :data:`sgflow.errors.CODES`)."""
@@ -99,6 +104,22 @@ class MaxAttemptsExceeded(StoreError):
             run_id=run_id,
             limit=limit,
         )
+
+
+class TimeLimitExceeded(StoreError):
+    code = "run.time_limit"
+    hint = (
+        "a step generates for too long: lower its max_tokens, split the program, or raise "
+        "SGFLOW_CELERY_HARD_TIME_LIMIT_S (and the visibility timeout above it)"
+    )
+
+    def __init__(self, run_id: str, limit_s: float) -> None:
+        super().__init__(
+            f"run {run_id!r} ran past the hard time limit of {limit_s:g}s and was stopped",
+            run_id=run_id,
+            limit=limit_s,
+        )
+        self.limit_s = limit_s
 
 
 class InvalidCursor(StoreError):

@@ -7,6 +7,15 @@ publishes events with its claim (a zombie attempt's writes are refused), checks 
 cancellation and the run's deadline before each step and on each streamed ``step.delta``
 (a few times a second, which stops the generation in progress), and finishes the run
 exactly once. Deltas go to the event stream only: they are not checkpointed or counted.
+
+**The hard time limit** (``time_limit_s``, ``SGFLOW_CELERY_HARD_TIME_LIMIT_S``): Celery's
+threads pool, which ``sgflow worker`` runs, ignores ``task_time_limit``, so the runner keeps its
+own watchdog (the heartbeat thread). When an attempt has run that long, the watchdog fails the
+run at once with ``run.time_limit`` (a fenced write: the record is final at the limit, whatever
+the attempt's thread is doing) and flags the attempt; the thread stops at its next event, which
+for a streamed generation is its next ``step.delta`` (a few times a second: the engine drops the
+sequence). A thread blocked on an engine that sends nothing is bounded by the stream's read
+timeout; its late writes are refused. The limit is measured per attempt, like Celery's.
 """
 
 from __future__ import annotations
@@ -14,15 +23,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from sgflow.programs import RunError, RunResult, SgflowEndpoint, compile_program, execute
 from sgflow.programs.model import Program
-from sgflow.workers.errors import LeaseLost
+from sgflow.workers.engines import EnginePool
+from sgflow.workers.errors import LeaseLost, RunAlreadyFinished, TimeLimitExceeded
 from sgflow.workers.records import Claim, Run
 from sgflow.workers.store import RunStore, deadline_error
 
@@ -55,18 +65,24 @@ class ProgramBodies:
 @dataclass
 class _Attempt:
     claim: Claim
-    lost: threading.Event
-    stop: threading.Event
+    lost: threading.Event = field(default_factory=threading.Event)  # the lease is gone
+    expired: threading.Event = field(default_factory=threading.Event)  # past the time limit
+    halt: threading.Event = field(default_factory=threading.Event)  # lost or expired
+    stop: threading.Event = field(default_factory=threading.Event)  # the attempt is over
+    started: float = field(default_factory=time.monotonic)
+    recorded: bool = False  # the watchdog wrote the run.time_limit result
 
 
 class Runner:
-    """Runs claimed runs against one SGLang endpoint (a server, or a router in front of many).
+    """Runs claimed runs against the engines of ``engines`` (:class:`EnginePool`: one server,
+    a router in front of many, or several servers tried in a per-run order).
 
-    ``endpoint_factory`` is called lazily and its result reused (``RuntimeEndpoint`` asks the
-    engine for model info when built); ``worker_id`` names this worker in run records. A
-    retryable failure (the engine unreachable or erroring) is retried ``engine_retries``
-    times (default 3) after ``backoff_s * 2**n`` seconds (default 1 s), each time resuming after
-    the checkpointed steps, then the run fails with the engine's error code.
+    ``worker_id`` names this worker in run records. A retryable failure (the engine
+    unreachable or erroring) is retried ``engine_retries`` times (default 3) after
+    ``backoff_s * 2**n`` seconds (default 1 s), each time resuming after the checkpointed steps
+    (on the next engine of the run's order, when there are several), then the run fails with
+    the engine's error code. ``time_limit_s`` (default None: no limit) bounds one attempt: past
+    it the run fails with ``run.time_limit`` (see the module docstring).
     """
 
     def __init__(
@@ -74,51 +90,91 @@ class Runner:
         store: RunStore,
         bodies: ProgramBodies,
         *,
-        endpoint_factory: Callable[[], SgflowEndpoint],
+        engines: EnginePool,
         worker_id: str,
         engine_retries: int = 3,
         backoff_s: float = 1.0,
+        time_limit_s: float | None = None,
     ) -> None:
+        if time_limit_s is not None and time_limit_s <= 0:
+            raise ValueError("time_limit_s must be positive")
         self.store = store
         self.bodies = bodies
-        self._endpoint_factory = endpoint_factory
-        self._endpoint: SgflowEndpoint | None = None
+        self.engines = engines
         self.worker_id = worker_id
         self.engine_retries = engine_retries
         self.backoff_s = backoff_s
-
-    @property
-    def endpoint(self) -> SgflowEndpoint:
-        if self._endpoint is None:
-            self._endpoint = self._endpoint_factory()
-        return self._endpoint
+        self.time_limit_s = time_limit_s
 
     def run(self, run_id: str) -> str:
-        """Process one delivery; returns what happened (``skipped``, or the final status)."""
+        """Process one delivery; returns what happened (``skipped``, ``lease_lost``,
+        ``time_limit``, or the final status)."""
         claim = self.store.claim(run_id, self.worker_id)
         if claim is None:
             return "skipped"
-        attempt = _Attempt(claim, threading.Event(), threading.Event())
-        beat = threading.Thread(target=self._heartbeat, args=(attempt,), daemon=True)
-        beat.start()
+        attempt = _Attempt(claim)
+        watch = threading.Thread(target=self._watch, args=(attempt,), daemon=True)
+        watch.start()
         try:
-            return self._execute(attempt)
+            outcome = self._execute(attempt)
         except LeaseLost:
             log.warning("lease lost", extra={"run_id": run_id, "attempt": claim.attempt})
-            return "lease_lost"
+            outcome = "lease_lost"
+        except RunAlreadyFinished:  # the watchdog finished it while a write was on its way
+            outcome = "already_finished"
         finally:
             attempt.stop.set()
-            beat.join(timeout=5)
+            watch.join(timeout=5)
+        return "time_limit" if attempt.recorded else outcome
 
-    def _heartbeat(self, attempt: _Attempt) -> None:
+    def _watch(self, attempt: _Attempt) -> None:
+        """Heartbeat the lease every ``lease_s / 3`` (at least 0.5 s) and enforce the time
+        limit, until the attempt is over, its lease is lost, or it ran out of time."""
         interval = max(0.5, self.store.lease_s / 3)
-        while not attempt.stop.wait(interval):
+        limit_at = attempt.started + self.time_limit_s if self.time_limit_s else float("inf")
+        beat_at = attempt.started + interval
+        while not attempt.stop.wait(max(0.0, min(beat_at, limit_at) - time.monotonic())):
+            now = time.monotonic()
+            if now >= limit_at:
+                self._expire(attempt)
+                return
+            if now < beat_at:
+                continue
+            beat_at = now + interval
             try:
                 if not self.store.heartbeat(attempt.claim):
                     attempt.lost.set()
+                    attempt.halt.set()
                     return
             except redis.RedisError:
                 log.warning("heartbeat failed", extra={"run_id": attempt.claim.run_id})
+
+    def _expire(self, attempt: _Attempt) -> None:
+        """Fail the run with ``run.time_limit`` now and flag the attempt to stop."""
+        claim = attempt.claim
+        assert self.time_limit_s is not None
+        attempt.expired.set()
+        attempt.halt.set()
+        try:
+            written = self.store.finish(claim, status="failed", error=self._time_limit_error(claim))
+        except redis.RedisError:  # the attempt's thread writes it when it stops
+            log.exception("could not record the time limit", extra={"run_id": claim.run_id})
+            return
+        if not written:  # the attempt finished (or lost the run) just before the limit
+            return
+        attempt.recorded = True
+        log.warning(
+            "run stopped at the hard time limit",
+            extra={
+                "run_id": claim.run_id,
+                "attempt": claim.attempt,
+                "limit_s": self.time_limit_s,
+            },
+        )
+
+    def _time_limit_error(self, claim: Claim) -> dict[str, Any]:
+        assert self.time_limit_s is not None
+        return TimeLimitExceeded(claim.run_id, self.time_limit_s).to_dict()
 
     def _execute(self, attempt: _Attempt) -> str:
         claim = attempt.claim
@@ -137,9 +193,11 @@ class Runner:
             )
         ir = compile_program(Program.model_validate(body))
         for retry in range(self.engine_retries + 1):
-            result = self._attempt_once(attempt, ir, run)
+            result = self._attempt_once(attempt, ir, run, retry)
             error = result.error or {}
             if result.ok or not error.get("retryable") or retry == self.engine_retries:
+                break
+            if attempt.expired.is_set():
                 break
             delay = self.backoff_s * (2**retry)
             self.store.append_event(
@@ -152,32 +210,44 @@ class Runner:
                     "error": {"code": error.get("code"), "message": error.get("message")},
                 },
             )
-            if attempt.lost.wait(delay):
-                raise LeaseLost(claim.run_id, claim.attempt)
+            if attempt.halt.wait(delay):
+                if attempt.lost.is_set():
+                    raise LeaseLost(claim.run_id, claim.attempt)
+                break  # expired
+        if attempt.expired.is_set():  # written by the watchdog already, unless Redis failed it
+            return self._finish(attempt, "failed", error=self._time_limit_error(claim))
         return self._result(attempt, result)
 
-    def _check_stop(self, run: Run) -> None:
-        """Raise the :class:`RunError` that ends ``run`` now: ``run.deadline_exceeded`` past
-        its deadline, ``run.cancelled`` once a cancellation was requested."""
+    def _check_stop(self, attempt: _Attempt, run: Run) -> None:
+        """Raise the :class:`RunError` that ends ``run`` now: ``run.time_limit`` once the
+        watchdog expired the attempt, ``run.deadline_exceeded`` past its deadline,
+        ``run.cancelled`` once a cancellation was requested."""
+        if attempt.expired.is_set():
+            assert self.time_limit_s is not None
+            stopped = TimeLimitExceeded(run.id, self.time_limit_s)
+            raise RunError(stopped.code, stopped.message)
         if run.past_deadline(self.store.clock()):
             err = deadline_error(run.id)
             raise RunError(err.code, err.message, hint=err.hint)
         if self.store.is_cancel_requested(run.id):
             raise RunError("run.cancelled", "the run was cancelled")
 
-    def _attempt_once(self, attempt: _Attempt, ir: Any, run: Run) -> RunResult:
-        """One execution, resuming after every checkpointed step; engine trouble is a
-        retryable ``engine.unavailable`` result rather than an exception."""
+    def _attempt_once(self, attempt: _Attempt, ir: Any, run: Run, retry: int) -> RunResult:
+        """One execution (engine try ``retry``), resuming after every checkpointed step;
+        engine trouble is a retryable ``engine.unavailable`` result rather than an
+        exception."""
         claim = attempt.claim
         completed = self.store.checkpoints(claim.run_id)
         if completed:
             self.store.append_event(claim, "run.resumed", {"steps": sorted(completed)})
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
+            if attempt.expired.is_set():
+                self._check_stop(attempt, run)
             if attempt.lost.is_set():
                 raise LeaseLost(claim.run_id, claim.attempt)
             if kind in ("step.started", "step.delta"):
-                self._check_stop(run)
+                self._check_stop(attempt, run)
             if kind == "step.finished" and data.get("branch") is None:
                 self.store.checkpoint(
                     claim,
@@ -193,8 +263,9 @@ class Runner:
             if kind == "step.finished" and data.get("branch") is None:
                 self.store.stats.step_finished(event["latency_s"], event["usage"])
 
+        url = self.engines.pick(run.id, retry)
         try:
-            endpoint = self.endpoint
+            endpoint: SgflowEndpoint = self.engines.endpoint(url)
         except Exception as exc:  # RuntimeEndpoint asks the engine for its model when built
             return RunResult(
                 program=ir.name,
@@ -205,7 +276,7 @@ class Runner:
                 trace=[],
                 usage={},
                 error=RunError(
-                    "engine.unavailable", f"the engine cannot be reached: {exc}"
+                    "engine.unavailable", f"the engine {url} cannot be reached: {exc}"
                 ).to_dict(),
             )
         return execute(ir, run.inputs, endpoint, on_event=on_event, completed=completed)

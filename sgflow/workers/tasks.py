@@ -1,9 +1,14 @@
-"""The Celery task (one per run) and the reaper, bound to an app built from the environment.
+"""The Celery task (one per run) and the reaper, bound to an app built from the settings.
 
-``celery -A sgflow.workers.tasks worker`` (what ``sgflow worker`` runs) imports this module;
-settings come from the environment: ``REDIS_URL``, ``SGFLOW_ENGINE_URL`` (an SGLang server or
-router), ``SGFLOW_PREFIX``, ``SGFLOW_LEASE_S``, ``SGFLOW_MAX_ATTEMPTS``,
-``SGFLOW_RESULT_TTL_S`` (finished runs and batches; default 7 days).
+``celery -A sgflow.workers.tasks worker`` (what ``sgflow worker`` runs) imports this module,
+which reads :class:`sgflow.settings.Settings` once (the same class and variables as the API):
+importing it raises ``pydantic.ValidationError`` for an unsafe configuration, such as a hard
+time limit at or above the visibility timeout, so the worker refuses to start. The settings it
+uses: ``REDIS_URL``, ``SGFLOW_PREFIX``, ``SGFLOW_ENGINE_URLS`` / ``SGFLOW_ROUTER_URL`` (see
+:mod:`sgflow.workers.engines`), ``SGFLOW_LEASE_S``, ``SGFLOW_MAX_ATTEMPTS``,
+``SGFLOW_RESULT_TTL_S``, ``SGFLOW_STALE_QUEUED_S``, ``SGFLOW_CELERY_*`` and the grammar limits.
+When the worker is ready it logs its effective configuration and any warning about it or its
+Redis (no AOF, an evicting memory policy).
 
 Batches (:mod:`sgflow.workers.batches`): ``sgflow.batch_start`` warms a batch program's
 shared prefix on the engine, then sends one run message per queued line; after each run the
@@ -14,7 +19,6 @@ task finalizes its batch if that was the last line; the reaper loop also sweeps 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from functools import cache
 from typing import Any
@@ -25,6 +29,7 @@ from celery.signals import worker_ready, worker_shutdown
 from sgflow.programs import SgflowEndpoint
 from sgflow.programs.compiler import compile_program, static_prefix
 from sgflow.programs.model import Program
+from sgflow.settings import Settings, apply, mask, redis_warnings
 from sgflow.workers.batches import (
     TASK_START,
     BatchStore,
@@ -33,37 +38,46 @@ from sgflow.workers.batches import (
     sweep,
     warm_prefix,
 )
-from sgflow.workers.celery_app import TASK_RUN, make_celery, worker_id
+from sgflow.workers.celery_app import DEFAULT_BROKER, TASK_RUN, celery_from, describe, worker_id
+from sgflow.workers.engines import EnginePool
 from sgflow.workers.runner import ProgramBodies, Runner
 from sgflow.workers.store import RunStore
 
-__all__ = ["announce", "app", "batch_start_task", "enqueue", "reap_once", "run_task", "sweep_once"]
+__all__ = [
+    "SETTINGS",
+    "announce",
+    "app",
+    "batch_start_task",
+    "enqueue",
+    "reap_once",
+    "run_task",
+    "sweep_once",
+]
 
 log = logging.getLogger("sgflow.workers.tasks")
 
-app = make_celery(
-    visibility_timeout_s=int(os.environ.get("SGFLOW_VISIBILITY_TIMEOUT_S", "3600")),
-    hard_time_limit_s=int(os.environ.get("SGFLOW_HARD_TIME_LIMIT_S", "1800")),
-)
+SETTINGS = apply(Settings())
+app = celery_from(SETTINGS)
+engines = EnginePool(SETTINGS.worker_engine_urls, factory=SgflowEndpoint)
 
 
 @cache
 def _runner() -> Runner:
-    client = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    prefix = os.environ.get("SGFLOW_PREFIX", "sgflow:")
+    client = redis.Redis.from_url(SETTINGS.redis_url or DEFAULT_BROKER)
+    prefix = SETTINGS.redis_prefix
     store = RunStore(
         client,
         prefix=prefix,
-        lease_s=float(os.environ.get("SGFLOW_LEASE_S", "30")),
-        max_attempts=int(os.environ.get("SGFLOW_MAX_ATTEMPTS", "3")),
-        result_ttl_s=int(os.environ.get("SGFLOW_RESULT_TTL_S", str(7 * 24 * 3600))),
+        lease_s=SETTINGS.lease_s,
+        max_attempts=SETTINGS.max_attempts,
+        result_ttl_s=SETTINGS.result_ttl_s,
     )
-    url = _engine_url()
     return Runner(
         store,
         ProgramBodies(client, prefix=prefix),
-        endpoint_factory=lambda: SgflowEndpoint(url),
+        engines=engines,
         worker_id=worker_id(),
+        time_limit_s=SETTINGS.celery_hard_time_limit_s,
     )
 
 
@@ -76,10 +90,6 @@ def run_task(run_id: str) -> str:
     except Exception:
         log.exception("finalizing a batch failed", extra={"run_id": run_id})
     return outcome
-
-
-def _engine_url() -> str:
-    return os.environ.get("SGFLOW_ENGINE_URL", "http://127.0.0.1:30000")
 
 
 @cache
@@ -102,7 +112,8 @@ def batch_start_task(batch_id: str) -> int:
     except Exception:
         log.exception("no prefix to warm", extra={"batch_id": batch_id})
     if prefix is not None:
-        warm_prefix(_engine_url(), prefix)
+        for url in engines.urls:  # several engines and no router: lines spread over all
+            warm_prefix(url, prefix)
     sent = 0
     with app.producer_or_acquire() as producer:
         for page in queued_lines(batches, batch_id):
@@ -119,6 +130,7 @@ _reaper_stop = threading.Event()
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _start_reaper(**_: Any) -> None:
     """Every worker also reaps: the reap is atomic, so several reapers are harmless."""
+    _log_configuration()
 
     def loop() -> None:
         interval = max(1.0, _runner().store.lease_s / 2)
@@ -141,7 +153,39 @@ def _start_reaper(**_: Any) -> None:
 
 @worker_shutdown.connect  # type: ignore[untyped-decorator]
 def _stop_reaper(**_: Any) -> None:
+    """Stop reaping and withdraw this worker's announcement, so /readyz stops counting it
+    at once rather than when the key's TTL runs out."""
     _reaper_stop.set()
+    store = _runner().store
+    try:
+        store.redis.delete(store.keys.worker(worker_id()))
+    except redis.RedisError:
+        log.warning("could not withdraw the worker's announcement")
+
+
+def _log_configuration() -> None:
+    """One line with what this worker runs with (Celery's own view of its delivery settings),
+    then one warning per unwise setting or Redis property."""
+    log.info(
+        "worker configuration",
+        extra={
+            "worker": worker_id(),
+            "celery": describe(app),
+            "redis_url": mask(SETTINGS.redis_url),
+            "prefix": SETTINGS.redis_prefix,
+            "engines": mask(engines.urls),
+            "time_limit_s": SETTINGS.celery_hard_time_limit_s,
+            "lease_s": SETTINGS.lease_s,
+            "max_attempts": SETTINGS.max_attempts,
+        },
+    )
+    problems = list(SETTINGS.warnings())
+    try:
+        problems += redis_warnings(_runner().store.redis)
+    except redis.RedisError as exc:
+        problems.append(f"cannot check Redis: {exc}")
+    for problem in problems:
+        log.warning(problem)
 
 
 def announce(interval_s: float) -> None:
@@ -156,9 +200,6 @@ def enqueue(run_id: str, *, priority: int = 0) -> None:
     run_task.apply_async(args=[run_id], priority=priority)
 
 
-STALE_QUEUED_S = float(os.environ.get("SGFLOW_STALE_QUEUED_S", "300"))
-
-
 def reap_once() -> list[tuple[str, str]]:
     """Requeue runs whose lease expired (a worker died) and re-send their messages; also
     re-send runs queued for longer than ``SGFLOW_STALE_QUEUED_S`` (default 300), whose message
@@ -169,7 +210,7 @@ def reap_once() -> list[tuple[str, str]]:
     for run_id, outcome in outcomes:
         if outcome == "requeued":
             enqueue(run_id)
-    for run_id in store.stale_queued(STALE_QUEUED_S):
+    for run_id in store.stale_queued(SETTINGS.stale_queued_s):
         enqueue(run_id)
         outcomes.append((run_id, "resent"))
     return outcomes

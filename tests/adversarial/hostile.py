@@ -72,9 +72,7 @@ class HostileService:
             **os.environ,
             "REDIS_URL": REDIS_URL,
             "SGFLOW_PREFIX": self.prefix,
-            "SGFLOW_REDIS_PREFIX": self.prefix,
             "SGFLOW_ENGINE_URLS": engine_url,
-            "SGFLOW_ENGINE_URL": engine_url,
             **env,
         }
         # the API logs a JSON line per request on stderr: into a file (a pipe nobody

@@ -28,7 +28,7 @@ class Stack:
             **os.environ,
             "REDIS_URL": REDIS_URL,
             "SGFLOW_PREFIX": self.prefix,
-            "SGFLOW_ENGINE_URL": engine_url,
+            "SGFLOW_ENGINE_URLS": engine_url,
             "SGFLOW_LEASE_S": "5",
         }
         self.worker = subprocess.Popen(

@@ -112,7 +112,7 @@ def test_bad_credentials_on_every_programs_endpoint(keys: KeyStore, api_url: str
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, prefix: str, *argv: str) -> argparse.Namespace:
-    monkeypatch.setenv("SGFLOW_REDIS_PREFIX", prefix)
+    monkeypatch.setenv("SGFLOW_PREFIX", prefix)
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     parser = argparse.ArgumentParser(prog="sgflow")
     keys_cli.add_parser(parser.add_subparsers(dest="command", required=True))

@@ -34,7 +34,8 @@ def test_readyz_ready(anon: httpx.Client, engine_url: str, worker_alive: None) -
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "ready"
-    assert [c["name"] for c in body["checks"]] == ["redis", "engines", "workers"]
+    names = [c["name"] for c in body["checks"]]
+    assert names == ["redis", "engines", "workers", "redis_durability"]
     assert f"{engine_url}: ok" in body["checks"][1]["detail"]
 
 
@@ -87,7 +88,36 @@ def test_readyz_runs_added_checks(
     assert r.status_code == 503
     body = r.json()
     assert body["failing"] == ["queue", "other"]
-    assert body["checks"][4]["detail"] == "RuntimeError: cannot ask"
+    assert body["checks"][5]["detail"] == "RuntimeError: cannot ask"
+
+
+def test_readyz_warns_about_redis_without_aof_but_stays_ready(
+    settings: Settings, redis_client: redis.Redis, worker_alive: None
+) -> None:
+    """The machine's Redis runs without AOF (a test cannot turn it on: it is shared): "never
+    lost" does not hold there, which /readyz says as a warning, not a failure."""
+    aof = redis_client.config_get("appendonly")["appendonly"]
+    r = _readyz(settings, redis_client)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    durability = body["checks"][3]
+    assert durability["name"] == "redis_durability" and durability["required"] is False
+    if aof == "yes":
+        assert body["warnings"] == [] and durability["ok"] is True
+    else:
+        assert body["warnings"] == ["redis_durability"]
+        assert "without AOF" in durability["detail"]
+
+
+def test_readyz_checks_the_router_when_there_is_one(
+    settings: Settings, redis_client: redis.Redis, engine_url: str, worker_alive: None
+) -> None:
+    dead = "http://127.0.0.1:9"
+    r = _readyz(settings.model_copy(update={"router_url": dead}), redis_client)
+    assert r.status_code == 503
+    assert r.json()["failing"] == ["router"]
+    r = _readyz(settings.model_copy(update={"router_url": engine_url}), redis_client)
+    assert r.status_code == 200
 
 
 def test_openapi_documents_the_api(anon: httpx.Client) -> None:

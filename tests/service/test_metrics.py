@@ -139,4 +139,4 @@ def test_readyz_names_workers_until_one_announces_itself(
     r = api.get("/readyz")
     assert r.status_code == 200, r.text
     check = next(c for c in r.json()["checks"] if c["name"] == "workers")
-    assert check == {"name": "workers", "ok": True, "detail": "1 alive"}
+    assert check == {"name": "workers", "ok": True, "detail": "1 alive", "required": True}

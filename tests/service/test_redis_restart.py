@@ -50,7 +50,7 @@ def aof_stack(engine: EngineProcess, tmp_path: Path) -> Iterator[dict[str, Any]]
         **os.environ,
         "REDIS_URL": url,
         "SGFLOW_PREFIX": PREFIX,
-        "SGFLOW_ENGINE_URL": engine.url,
+        "SGFLOW_ENGINE_URLS": engine.url,
         "SGFLOW_LEASE_S": "3",
         "SGFLOW_STALE_QUEUED_S": "5",
     }

@@ -222,6 +222,7 @@ def test_the_public_surface_is_pinned() -> None:
         "RunNotFound",
         "RunStore",
         "StoreError",
+        "TimeLimitExceeded",
     }
     for name in sgflow.workers.__all__:
         assert hasattr(sgflow.workers, name), name

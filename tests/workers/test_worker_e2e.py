@@ -46,10 +46,10 @@ class Cluster:
         self.env = {
             **os.environ,
             "REDIS_URL": REDIS_URL,
-            "SGFLOW_ENGINE_URL": engine_url,
+            "SGFLOW_ENGINE_URLS": engine_url,
             "SGFLOW_PREFIX": self.prefix,
             "SGFLOW_LEASE_S": str(LEASE_S),
-            "SGFLOW_HARD_TIME_LIMIT_S": "600",
+            "SGFLOW_CELERY_HARD_TIME_LIMIT_S": "600",
         }
         self.workers: list[subprocess.Popen[bytes]] = []
 
