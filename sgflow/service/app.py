@@ -19,17 +19,14 @@ from sgflow import __version__
 from sgflow.service.errors import install_error_handlers
 from sgflow.service.health import engines_check, redis_check, workers_check
 from sgflow.service.health import router as health_router
-from sgflow.service.keys import KeyStore
 from sgflow.service.metrics import SgflowCollector
 from sgflow.service.metrics import router as metrics_router
 from sgflow.service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from sgflow.service.program_store import ProgramStore
 from sgflow.service.routes import api_router
 from sgflow.service.runs import RunSubmitter
 from sgflow.service.settings import Settings
+from sgflow.store import KeyStore, ProgramBodies, ProgramStore, RunStore
 from sgflow.workers.celery_app import make_celery
-from sgflow.workers.runner import ProgramBodies
-from sgflow.workers.store import RunStore
 
 __all__ = ["create_app"]
 
@@ -98,7 +95,7 @@ def create_app(
     app.state.ready_checks = [
         redis_check(client),
         engines_check(settings.engine_urls, timeout_s=settings.engine_health_timeout_s),
-        workers_check(client, prefix=settings.redis_prefix),
+        workers_check(app.state.runs),
     ]
     app.state.metrics_registry = CollectorRegistry(auto_describe=False)
     app.state.metrics_registry.register(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fastapi.security import HTTPBearer
 
 from sgflow.service.errors import ApiError
-from sgflow.service.keys import KeyStore
+from sgflow.store import KeyStore
 
 __all__ = ["Tenant", "authenticate", "bearer_scheme"]
 

@@ -3,7 +3,7 @@
 The semantics are OpenAI's Batch API. A batch is validated whole before anything is stored
 (unique ``custom_id``\\ s, every line's inputs against the program's schema, at most
 ``max_batch_size`` lines; the body itself at most ``max_batch_bytes``); then its records
-are written in bulk (:meth:`~sgflow.workers.batches.BatchStore.add_lines`: the runs of 500
+are written in bulk (:meth:`~sgflow.store.BatchStore.add_lines`: the runs of 500
 lines per Redis pipeline), the batch becomes ``in_progress`` and one Celery message,
 ``sgflow.batch_start``, goes to the workers, before the 202. That worker task warms the
 program's shared prefix on the engine (best effort) and then sends one message per line: a
@@ -15,7 +15,7 @@ Statuses: ``validating`` (lines being created) → ``in_progress`` → ``finaliz
 final, the batch's end not written yet) → ``completed``; or ``failed`` (creation failed),
 ``cancelling`` → ``cancelled``, ``expired`` (the deadline cut lines off; they count as
 failed). The records, the expiry, the finalization (final status, ``*_at`` timestamp, TTL)
-and the workers' sweep live in :mod:`sgflow.workers.batches`, shared with the workers; this
+and the workers' sweep live in :mod:`sgflow.store.batches`, shared with the workers; this
 module adds what only the API does.
 """
 
@@ -34,19 +34,8 @@ from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError
 from sgflow.service.runs import RunSubmitter
-from sgflow.workers.batches import (
-    TASK_START,
-    BatchRecord,
-    BatchStore,
-    batch_status,
-    cancel_unfinished,
-    fail_batch,
-    finalize,
-    refresh_batch,
-)
-from sgflow.workers.celery_app import queue_name
-from sgflow.workers.records import BatchProgress
-from sgflow.workers.records import as_str as _s
+from sgflow.store import BatchProgress, BatchRecord, BatchStore, batch_status
+from sgflow.workers.celery_app import TASK_START, queue_name
 
 __all__ = [
     "BATCH_STATUSES",
@@ -56,7 +45,6 @@ __all__ = [
     "batch_status",
     "batch_view",
     "cancel_batch",
-    "refresh_batch",
     "result_rows",
     "submit_batch",
 ]
@@ -239,13 +227,13 @@ def submit_batch(
             priority=priority,
         )
         batches.start(batch_id)
-        if _s(batches.redis.hget(batches.key(batch_id), "cancelled")) == "1":
-            cancel_unfinished(batches, batch_id)  # cancelled while its lines were created
+        if batches.is_cancelled(batch_id):
+            batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
     except Exception as exc:
         err = (
             exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
         )
-        fail_batch(batches, batch_id, err.to_body()["error"], total=len(lines))
+        batches.fail(batch_id, err.to_body()["error"], total=len(lines))
         raise
     submitter.celery.send_task(
         TASK_START, args=[batch_id], queue=queue_name(batches.prefix), priority=priority
@@ -260,12 +248,7 @@ def cancel_batch(batches: BatchStore, record: BatchRecord) -> None:
     """Cancel the lines not final yet (queued ones at once, running ones between steps);
     finished lines keep their results. The batch is ``cancelling`` until every line is
     final, then ``cancelled``. A batch already over is left as it is."""
-    record, progress = refresh_batch(batches, record)
-    if batch_status(record, progress) not in ("validating", "in_progress"):
-        return
-    batches.update(record.id, cancelled="1", cancelling_at=repr(time.time()))
-    cancel_unfinished(batches, record.id)
-    finalize(batches, record.id)
+    batches.cancel(record)
 
 
 _LINE_ERRORS = {
@@ -278,21 +261,14 @@ def result_rows(batches: BatchStore, batch_id: str) -> Iterator[str]:
     """The results as JSONL, one line per input in input order: ``{"custom_id", "run_id",
     "status"}`` plus ``output`` (succeeded) or ``error: {code, message}`` (failed, cancelled,
     expired); lines not final yet have the status ``in_progress``."""
-    runs = batches.runs
     for page in batches.pages(batch_id):
-        ids = [run_id for _, run_id in page]
-        marked = batches.redis.hmget(runs.keys.batch_lines(batch_id), ids)
-        pipe = batches.redis.pipeline()
-        for run_id in ids:
-            pipe.hmget(runs.keys.run(run_id), ["output", "error"])
-        stored = pipe.execute()
-        for (cid, run_id), mark, (output, error) in zip(page, marked, stored, strict=True):
-            status = _s(mark) if mark is not None else "in_progress"
+        for cid, run_id, mark, output, error in batches.result_page(batch_id, page):
+            status = mark or "in_progress"
             row: dict[str, Any] = {"custom_id": cid, "run_id": run_id, "status": status}
             if status == "succeeded":
-                row["output"] = (json.loads(_s(output)) if output else {}).get("output")
+                row["output"] = (json.loads(output) if output else {}).get("output")
             elif status == "failed":
-                err = json.loads(_s(error)) if error else {}
+                err = json.loads(error) if error else {}
                 row["error"] = {
                     "code": err.get("code", "run.failed"),
                     "message": err.get("message", "the run failed"),

@@ -20,9 +20,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from sgflow.service.auth import Tenant, authenticate, bearer_scheme
 from sgflow.service.errors import ApiError, malformed_json
-from sgflow.service.keys import KeyStore
-from sgflow.service.program_store import ProgramStore, StoredProgram
 from sgflow.service.settings import Settings
+from sgflow.store import KeyStore, ProgramStore, StoredProgram
 
 __all__ = [
     "JsonBody",

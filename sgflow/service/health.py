@@ -19,6 +19,8 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sgflow.store import RunStore
+
 __all__ = [
     "CHECK_TIMEOUT_S",
     "CheckResult",
@@ -134,20 +136,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=503 if failing else 200)
 
 
-def workers_check(client: redis.Redis, *, prefix: str = "sgflow:") -> ReadyCheck:
-    """At least one worker announced itself recently: a ``<prefix>workers:*`` key exists
-    (each worker's reaper loop sets its own with a TTL of 3 reaper intervals)."""
-
-    def find() -> list[str]:
-        found = []
-        for key in client.scan_iter(match=f"{prefix}workers:*", count=1000):
-            found.append(key.decode() if isinstance(key, bytes) else str(key))
-            if len(found) >= 20:
-                break
-        return found
+def workers_check(store: RunStore) -> ReadyCheck:
+    """At least one worker announced itself recently (each worker's reaper loop marks
+    itself alive in the store with a TTL of 3 reaper intervals)."""
 
     async def probe() -> tuple[bool, str]:
-        found = await anyio.to_thread.run_sync(find, abandon_on_cancel=True)
+        found = await anyio.to_thread.run_sync(store.alive_workers, abandon_on_cancel=True)
         if not found:
             return False, "no worker announced itself (start one: `sgflow worker`)"
         return True, f"{len(found)}{'+' if len(found) >= 20 else ''} alive"

@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
-from sgflow.service.keys import ApiKey, KeyStore
 from sgflow.service.settings import Settings
+from sgflow.store import ApiKey, KeyStore
 
 __all__ = ["DEFAULT_REDIS_URL", "add_parser", "run"]
 

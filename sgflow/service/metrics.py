@@ -24,8 +24,8 @@ What each metric means:
 - ``sgflow_engine_cached_token_ratio{engine}`` (gauge): ``cache_hit / prompt`` since the
   engine started (absent before its first prompt).
 
-The run and step counters come from :class:`~sgflow.workers.stats.Stats`; see there for how
-they can under-count.
+The run and step counters come from :mod:`sgflow.store.stats`; see there for how they can
+under-count.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from sgflow.workers.store import RunStore
+from sgflow.store import RunStore
 
 __all__ = ["ENGINE_TIMEOUT_S", "SgflowCollector", "router"]
 
@@ -73,14 +73,12 @@ class SgflowCollector(Collector):
         yield from self._engines()
 
     def _runs(self) -> Iterator[Metric]:
-        r, k = self.store.redis, self.store.keys
-        pipe = r.pipeline(transaction=False)
-        pipe.zcard(k.queued)
-        pipe.zcard(k.running)
-        queued, running = pipe.execute()
-        runs, steps = self.store.stats.read()
-        yield GaugeMetricFamily("sgflow_runs_queued", "Runs waiting for a worker", value=queued)
-        yield GaugeMetricFamily("sgflow_runs_running", "Runs a worker holds", value=running)
+        snap = self.store.stats.snapshot()
+        runs, steps = snap.runs, snap.steps
+        yield GaugeMetricFamily(
+            "sgflow_runs_queued", "Runs waiting for a worker", value=snap.queued
+        )
+        yield GaugeMetricFamily("sgflow_runs_running", "Runs a worker holds", value=snap.running)
         yield CounterMetricFamily(
             "sgflow_runs_submitted", "Runs created by the API", value=runs.get("submitted", 0)
         )
@@ -93,12 +91,11 @@ class SgflowCollector(Collector):
         yield CounterMetricFamily(
             "sgflow_steps_finished", "Top-level steps finished by workers", value=steps["count"]
         )
-        buckets, latency_sum = self.store.stats.latency_histogram()
         yield HistogramMetricFamily(
             "sgflow_step_latency_seconds",
             "Latency of finished steps",
-            buckets=buckets,
-            sum_value=latency_sum,
+            buckets=snap.latency_buckets,
+            sum_value=snap.latency_sum,
         )
         # the name before the histogram existed; a counter would clash with the histogram's
         yield UnknownMetricFamily(

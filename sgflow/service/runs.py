@@ -24,16 +24,13 @@ from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.deps import resolve_program_ref
 from sgflow.service.errors import ApiError
-from sgflow.service.program_store import ProgramStore
+from sgflow.store import ProgramBodies, ProgramStore, Run, RunStore
 from sgflow.workers.celery_app import TASK_RUN, queue_name
-from sgflow.workers.records import Run
-from sgflow.workers.runner import ProgramBodies
-from sgflow.workers.store import RunStore
 
 __all__ = ["MAX_DEADLINE_S", "RunSubmitter", "Submitted", "run_view"]
 
 MAX_DEADLINE_S = 7 * 24 * 3600  # a run's deadline_s, as a batch's
-_IDEMPOTENCY_TTL_S = 24 * 3600
+MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key
 _ACTIVE = ("queued", "running")
 
 
@@ -193,29 +190,23 @@ class RunSubmitter:
                 hint="wait for runs to finish, or use POST /v1/batches for bulk work",
             )
 
-    def _idem_key(self, tenant: Tenant, key: str) -> str:
-        return f"{self.store.keys.prefix}tenant:{tenant.name}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
-
     def _claim_key(self, tenant: Tenant, key: str, digest: str, run_id: str) -> bool:
-        value = json.dumps({"run": run_id, "body": digest})
-        return bool(
-            self.store.redis.set(self._idem_key(tenant, key), value, nx=True, ex=_IDEMPOTENCY_TTL_S)
-        )
+        return self.store.remember_idempotency(tenant.name, key, run_id=run_id, digest=digest)
 
     def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
-        if len(key) > 200:
+        if len(key) > MAX_IDEMPOTENCY_KEY:
             raise ApiError(
                 422,
                 "request.invalid",
-                "Idempotency-Key is longer than 200 characters",
+                f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters",
                 field="Idempotency-Key",
-                limit=200,
+                limit=MAX_IDEMPOTENCY_KEY,
             )
-        raw = self.store.redis.get(self._idem_key(tenant, key))
-        if raw is None:
+        saved = self.store.idempotent_run(tenant.name, key)
+        if saved is None:
             return None
-        saved = json.loads(raw)
-        if saved["body"] != digest:
+        run_id, body_digest = saved
+        if body_digest != digest:
             raise ApiError(
                 409,
                 "idempotency.conflict",
@@ -223,7 +214,7 @@ class RunSubmitter:
                 field="Idempotency-Key",
                 hint="use a new key for a new request",
             )
-        return self.store.get(saved["run"], tenant=tenant.name)
+        return self.store.get(run_id, tenant=tenant.name)
 
 
 def _deadline_s(value: Any) -> float | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-__all__ = ["QUEUE", "TASK_RUN", "make_celery", "queue_name"]
+__all__ = ["QUEUE", "TASK_RUN", "TASK_START", "make_celery", "queue_name", "worker_id"]
 
 
 def queue_name(prefix: str) -> str:
@@ -26,6 +26,7 @@ def queue_name(prefix: str) -> str:
 
 QUEUE = queue_name(os.environ.get("SGFLOW_PREFIX", "sgflow:"))
 TASK_RUN = "sgflow.run"
+TASK_START = "sgflow.batch_start"  # warms a batch's prefix, then fans its lines out
 
 
 def make_celery(

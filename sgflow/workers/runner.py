@@ -11,7 +11,6 @@ exactly once. Deltas go to the event stream only: they are not checkpointed or c
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -22,34 +21,11 @@ import redis
 
 from sgflow.programs import RunError, RunResult, SgflowEndpoint, compile_program, execute
 from sgflow.programs.model import Program
-from sgflow.workers.errors import LeaseLost
-from sgflow.workers.records import Claim, Run
-from sgflow.workers.store import RunStore, deadline_error
+from sgflow.store import Claim, LeaseLost, ProgramBodies, Run, RunStore, deadline_error
 
-__all__ = ["ProgramBodies", "Runner"]
+__all__ = ["Runner"]
 
 log = logging.getLogger("sgflow.workers.runner")
-
-
-class ProgramBodies:
-    """Program bodies by content hash: the service writes, workers read (write-once)."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str = "sgflow:") -> None:
-        self.redis = client
-        self.prefix = prefix
-
-    def _key(self, program_hash: str) -> str:
-        return f"{self.prefix}program-body:{program_hash}"
-
-    def put(self, program_hash: str, body: dict[str, Any]) -> None:
-        self.redis.set(self._key(program_hash), json.dumps(body), nx=True)
-
-    def get(self, program_hash: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self._key(program_hash))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return data if isinstance(data, dict) else None
 
 
 @dataclass

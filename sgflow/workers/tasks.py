@@ -8,7 +8,8 @@ router), ``SGFLOW_PREFIX``, ``SGFLOW_LEASE_S``, ``SGFLOW_MAX_ATTEMPTS``,
 Batches (:mod:`sgflow.workers.batches`): ``sgflow.batch_start`` warms a batch program's
 shared prefix on the engine, then sends one run message per queued line; after each run the
 task finalizes its batch if that was the last line; the reaper loop also sweeps batches
-(deadlines, finalization nobody asked for, creations the API never finished).
+(deadlines, finalization nobody asked for, creations the API never finished). Every record
+is read and written through :mod:`sgflow.store`.
 """
 
 from __future__ import annotations
@@ -25,17 +26,10 @@ from celery.signals import worker_ready, worker_shutdown
 from sgflow.programs import SgflowEndpoint
 from sgflow.programs.compiler import compile_program, static_prefix
 from sgflow.programs.model import Program
-from sgflow.workers.batches import (
-    TASK_START,
-    BatchStore,
-    after_line,
-    queued_lines,
-    sweep,
-    warm_prefix,
-)
-from sgflow.workers.celery_app import TASK_RUN, make_celery, worker_id
-from sgflow.workers.runner import ProgramBodies, Runner
-from sgflow.workers.store import RunStore
+from sgflow.store import BatchStore, ProgramBodies, RunStore
+from sgflow.workers.batches import fan_out, warm_prefix
+from sgflow.workers.celery_app import TASK_RUN, TASK_START, make_celery, worker_id
+from sgflow.workers.runner import Runner
 
 __all__ = ["announce", "app", "batch_start_task", "enqueue", "reap_once", "run_task", "sweep_once"]
 
@@ -72,7 +66,7 @@ def run_task(run_id: str) -> str:
     outcome = _runner().run(run_id)
     log.info("run task done", extra={"run_id": run_id, "outcome": outcome})
     try:
-        after_line(_batches(), run_id)  # finalize the batch if this was its last line
+        _batches().after_line(run_id)  # finalize the batch if this was its last line
     except Exception:
         log.exception("finalizing a batch failed", extra={"run_id": run_id})
     return outcome
@@ -103,12 +97,10 @@ def batch_start_task(batch_id: str) -> int:
         log.exception("no prefix to warm", extra={"batch_id": batch_id})
     if prefix is not None:
         warm_prefix(_engine_url(), prefix)
-    sent = 0
     with app.producer_or_acquire() as producer:
-        for page in queued_lines(batches, batch_id):
-            for run_id in page:
-                run_task.apply_async(args=[run_id], producer=producer)
-                sent += 1
+        sent = fan_out(
+            batches, batch_id, lambda run_id: run_task.apply_async(args=[run_id], producer=producer)
+        )
     log.info("batch fanned out", extra={"batch_id": batch_id, "lines": sent})
     return sent
 
@@ -147,9 +139,7 @@ def _stop_reaper(**_: Any) -> None:
 def announce(interval_s: float) -> None:
     """Mark this worker alive: ``<prefix>workers:<worker id>`` with a TTL of 3 reaper
     intervals, which ``/readyz`` looks for."""
-    store = _runner().store
-    key = store.keys.worker(worker_id())
-    store.redis.set(key, repr(store.clock()), px=int(3 * interval_s * 1000))
+    _runner().store.announce_worker(worker_id(), ttl_s=3 * interval_s)
 
 
 def enqueue(run_id: str, *, priority: int = 0) -> None:
@@ -176,6 +166,6 @@ def reap_once() -> list[tuple[str, str]]:
 
 
 def sweep_once() -> list[tuple[str, str]]:
-    """One batch sweep (:func:`sgflow.workers.batches.sweep`): expire batches past their
+    """One batch sweep (:func:`sgflow.store.batches.sweep`): expire batches past their
     deadline, finalize batches whose lines are all final, fail abandoned creations."""
-    return sweep(_batches())
+    return _batches().sweep()

@@ -11,7 +11,7 @@ import pytest
 from sgflow.service import ProgramStore, Tenant
 from sgflow.service.deps import resolve_program_ref
 from sgflow.service.errors import ApiError
-from sgflow.service.program_store import content_hash
+from sgflow.store import content_hash
 from tests.service.conftest import error_of
 
 _counter = itertools.count()

@@ -17,7 +17,6 @@ from sgflow.service.batches import (
     BatchStore,
     batch_view,
     cancel_batch,
-    refresh_batch,
     result_rows,
     submit_batch,
 )
@@ -159,7 +158,7 @@ def create_batch(
 
 @router.get("/{batch_id}", summary="A batch: status and request counts")
 def get_batch(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
-    return batch_view(*refresh_batch(batches, record))
+    return batch_view(*batches.refresh(record))
 
 
 @router.get("/{batch_id}/results", summary="A batch's results (JSONL, in input order)")
@@ -167,7 +166,7 @@ def batch_results(record: OwnedBatch, batches: BatchStoreDep) -> StreamingRespon
     """One line per input, in input order: ``{"custom_id", "run_id", "status"}`` and
     ``output`` or ``error: {code, message}``; lines not final are ``in_progress``, lines cut
     off by the deadline ``expired``. Available while the batch runs."""
-    refresh_batch(batches, record)
+    batches.refresh(record)
     return StreamingResponse(result_rows(batches, record.id), media_type="application/x-ndjson")
 
 
@@ -191,7 +190,7 @@ def list_batches(
     if listed is None:
         raise ApiError(422, "request.invalid", f"there is no batch {after}", field="query:after")
     records, has_more = listed
-    data = [batch_view(*refresh_batch(batches, r)) for r in records]
+    data = [batch_view(*batches.refresh(r)) for r in records]
     return {
         "object": "list",
         "data": data,

@@ -12,9 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sgflow.service.deps import JsonBodyDep, TenantDep
 from sgflow.service.errors import ApiError
 from sgflow.service.runs import MAX_DEADLINE_S, RunSubmitter, run_view
-from sgflow.workers.errors import InvalidCursor
-from sgflow.workers.records import Run
-from sgflow.workers.store import RunStore
+from sgflow.store import InvalidCursor, Run, RunStore
 
 __all__ = ["router"]
 

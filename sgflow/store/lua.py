@@ -13,6 +13,11 @@ when the run has a parent), and :data:`PRELUDE`'s ``finalize`` writes the result
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
+
+from sgflow.store.ops import Lua
+
 __all__ = [
     "APPEND_EVENT",
     "CHECKPOINT",
@@ -24,6 +29,8 @@ __all__ = [
     "MARK_LINE",
     "REAP",
     "REQUEST_CANCEL",
+    "RunScripts",
+    "run_scripts",
     "with_prelude",
 ]
 
@@ -210,3 +217,40 @@ return mark_line(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 def with_prelude(body: str, *, events_maxlen: int) -> str:
     """A script ready to register: the shared helpers, then ``body``."""
     return PRELUDE.replace("__MAXLEN__", str(int(events_maxlen))) + body
+
+
+@dataclass(frozen=True)
+class RunScripts:
+    """Every run script, ready to :class:`~sgflow.store.ops.Eval`, for one event cap."""
+
+    create: Lua
+    claim: Lua
+    heartbeat: Lua
+    checkpoint: Lua
+    append_event: Lua
+    finish: Lua
+    request_cancel: Lua
+    reap: Lua
+    expire_queued: Lua
+    mark_line: Lua
+
+
+@cache
+def run_scripts(events_maxlen: int) -> RunScripts:
+    """The scripts with ``events_maxlen`` as the event streams' cap (built once per cap)."""
+
+    def lua(body: str) -> Lua:
+        return Lua(with_prelude(body, events_maxlen=events_maxlen))
+
+    return RunScripts(
+        create=lua(CREATE),
+        claim=lua(CLAIM),
+        heartbeat=lua(HEARTBEAT),
+        checkpoint=lua(CHECKPOINT),
+        append_event=lua(APPEND_EVENT),
+        finish=lua(FINISH),
+        request_cancel=lua(REQUEST_CANCEL),
+        reap=lua(REAP),
+        expire_queued=lua(EXPIRE_QUEUED),
+        mark_line=lua(MARK_LINE),
+    )

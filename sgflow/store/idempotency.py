@@ -1,0 +1,36 @@
+"""Idempotency keys: per tenant, the run a key created and the hash of the request body.
+
+``tenant:<t>:idem:<sha256 of the key>`` holds ``{"run": <run id>, "body": <digest>}`` for
+:data:`IDEMPOTENCY_TTL_S` (24 h). The same key with the same body answers the same run; with
+another body the service answers 409.
+
+Operations (see :mod:`sgflow.store.ops`).
+"""
+
+from __future__ import annotations
+
+import json
+
+from sgflow.store.ops import Op, call
+from sgflow.store.records import Keys, as_str
+
+__all__ = ["IDEMPOTENCY_TTL_S", "lookup", "remember"]
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def lookup(keys: Keys, tenant: str, key: str) -> Op[tuple[str, str] | None]:
+    """``(run id, body digest)`` remembered for ``tenant``'s ``key``, or None."""
+    raw = yield call("get", keys.idempotency(tenant, key))
+    if raw is None:
+        return None
+    saved = json.loads(as_str(raw))
+    return str(saved["run"]), str(saved["body"])
+
+
+def remember(keys: Keys, tenant: str, key: str, *, run_id: str, digest: str) -> Op[bool]:
+    """Remember ``run_id`` and ``digest`` for ``key`` unless it is taken; ``True`` if this
+    call took it."""
+    value = json.dumps({"run": run_id, "body": digest})
+    ok = yield call("set", keys.idempotency(tenant, key), value, nx=True, ex=IDEMPOTENCY_TTL_S)
+    return bool(ok)

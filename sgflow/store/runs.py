@@ -1,0 +1,507 @@
+"""Run operations: the record in Redis that makes "a run accepted is never lost" true.
+
+Celery's message only says "start this run"; the record here is the truth. A worker
+:func:`claim`\\ s a run (lease + attempt counter), :func:`heartbeat`\\ s the lease, and passes
+its :class:`~sgflow.store.records.Claim` to every write, which is refused once another
+attempt holds the run (fencing); the reaper (:func:`reap`) requeues runs whose lease expired
+and fails them with ``run.max_attempts`` once they have used their attempts.
+
+Every operation that changes state is one Lua script (:mod:`sgflow.store.lua`), atomic in
+Redis; there are no WATCH/MULTI transactions. Reads are plain commands or pipelines. Each
+function here is an operation (:mod:`sgflow.store.ops`): run it with
+:class:`~sgflow.store.RunStore` (sync) or :class:`~sgflow.store.AsyncRunStore`, which
+document the same calls as methods.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sgflow.store import stats
+from sgflow.store.config import StoreConfig
+from sgflow.store.errors import LeaseLost, MaxAttemptsExceeded, RunAlreadyFinished, RunNotFound
+from sgflow.store.ops import Eval, Op, Pipe, call
+from sgflow.store.records import (
+    FINAL_STATUSES,
+    LINE_STATUSES,
+    BatchProgress,
+    Claim,
+    FinalStatus,
+    Run,
+    as_str,
+)
+
+__all__ = [
+    "Event",
+    "append_event",
+    "batch_progress",
+    "checkpoint",
+    "checkpoints",
+    "claim",
+    "create",
+    "create_many",
+    "deadline_error",
+    "expire_deadlines",
+    "expired_leases",
+    "finish",
+    "get",
+    "heartbeat",
+    "is_cancel_requested",
+    "mark_batch_line",
+    "read_events",
+    "reap",
+    "request_cancel",
+    "stale_queued",
+]
+
+Event = tuple[str, str, dict[str, Any]]  # (event id, kind, data)
+_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+
+def create(
+    cfg: StoreConfig,
+    *,
+    run_id: str,
+    tenant: str,
+    program: str,
+    program_hash: str,
+    inputs: dict[str, Any],
+    parent: str | None = None,
+    priority: int = 0,
+    deadline_at: float | None = None,
+) -> Op[Run]:
+    """Store a queued run (event ``run.queued``) and index it; idempotent on ``run_id``.
+
+    A second call with an existing id changes nothing and returns the stored run, whoever
+    created it: ids must come from the service (unguessable), never from clients.
+    ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any;
+    ``deadline_at`` (epoch seconds) when the run must be done by, if ever: past it, a
+    queued run is failed with ``run.deadline_exceeded`` (by :func:`claim` or :func:`reap`)
+    and a running one by its worker.
+    """
+    raw = yield _create_eval(
+        cfg,
+        run_id=run_id,
+        tenant=tenant,
+        program=program,
+        program_hash=program_hash,
+        inputs=inputs,
+        parent=parent,
+        priority=priority,
+        deadline_at=deadline_at,
+    )
+    return _run_of_flat(raw)
+
+
+def create_many(cfg: StoreConfig, runs: Iterable[dict[str, Any]]) -> Op[int]:
+    """Store many queued runs in one pipeline (one round trip, each run still one atomic
+    script), exactly as :func:`create` stores each; for batch lines. ``runs`` holds
+    :func:`create`'s keyword arguments. Returns how many were sent."""
+    steps = [_create_eval(cfg, **run) for run in runs]
+    if steps:
+        yield Pipe(steps)
+    return len(steps)
+
+
+def _create_eval(
+    cfg: StoreConfig,
+    *,
+    run_id: str,
+    tenant: str,
+    program: str,
+    program_hash: str,
+    inputs: dict[str, Any],
+    parent: str | None = None,
+    priority: int = 0,
+    deadline_at: float | None = None,
+) -> Eval:
+    """:data:`lua.CREATE` for one run; its reply is ``HGETALL`` of the run."""
+    now = cfg.clock()
+    fields = {
+        "id": run_id,
+        "tenant": tenant,
+        "program": program,
+        "program_hash": program_hash,
+        "inputs": dumps(inputs),
+        "status": "queued",
+        "attempt": "0",
+        "lease_until": "",
+        "worker": "",
+        "created_at": repr(now),
+        "started_at": "",
+        "finished_at": "",
+        "output": "",
+        "error": "",
+        "priority": str(int(priority)),
+        "parent": parent or "",
+        "cancel_requested": "0",
+        "deadline_at": "" if deadline_at is None else repr(float(deadline_at)),
+    }
+    k = cfg.keys
+    return Eval(
+        cfg.scripts.create,
+        keys=[k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued, k.deadlines],
+        args=[run_id, repr(now), *[x for pair in fields.items() for x in pair]],
+    )
+
+
+def claim(cfg: StoreConfig, run_id: str, worker: str) -> Op[Claim | None]:
+    """Take a queued run, or a running one whose lease expired, for a new attempt.
+
+    Returns the :class:`Claim` (event ``run.started``), or ``None`` when the run is
+    finished, held by a live lease, or given up now: a run past ``max_attempts`` fails
+    with ``run.max_attempts``, one whose cancellation was requested ends ``cancelled``.
+    Raises :class:`RunNotFound`.
+    """
+    now = cfg.clock()
+    keys = yield from _terminal_keys(cfg, run_id)
+    outcome, attempt = yield Eval(
+        cfg.scripts.claim,
+        keys=keys,
+        args=[
+            run_id,
+            worker,
+            repr(now),
+            repr(now + cfg.lease_s),
+            cfg.max_attempts,
+            cfg.result_ttl_s,
+            dumps(MaxAttemptsExceeded(run_id, cfg.max_attempts).to_dict()),
+            dumps(worker),
+            dumps(deadline_error(run_id)),
+        ],
+    )
+    outcome = as_str(outcome)
+    if outcome == "not_found":
+        raise RunNotFound(run_id)
+    if outcome in ("cancelled", "max_attempts", "deadline_exceeded"):
+        yield from stats.run_finished(cfg.keys, "cancelled" if outcome == "cancelled" else "failed")
+    return Claim(run_id, int(attempt)) if outcome == "claimed" else None
+
+
+def heartbeat(cfg: StoreConfig, claim: Claim) -> Op[bool]:
+    """Extend the lease by ``lease_s``; ``False`` if this attempt no longer holds it."""
+    k = cfg.keys
+    until = cfg.clock() + cfg.lease_s
+    ok = yield Eval(
+        cfg.scripts.heartbeat,
+        keys=[k.run(claim.run_id), k.running],
+        args=[claim.run_id, claim.attempt, repr(until)],
+    )
+    return bool(ok)
+
+
+def finish(
+    cfg: StoreConfig,
+    claim: Claim,
+    *,
+    status: FinalStatus,
+    output: Any = None,
+    error: dict[str, Any] | None = None,
+) -> Op[bool]:
+    """Write the result once: status, ``output``/``error`` (JSON), ``finished_at``.
+
+    Sets the TTL ``result_ttl_s`` on the run's keys, appends ``run.finished`` and, for a
+    batch line, counts it. Returns ``False`` (and changes nothing) if the run is already
+    finished or ``claim`` is stale. Raises :class:`RunNotFound`, and ``ValueError`` for a
+    status that is not final.
+    """
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"finish needs one of {sorted(FINAL_STATUSES)}, not {status!r}")
+    keys = yield from _terminal_keys(cfg, claim.run_id)
+    outcome = as_str(
+        (
+            yield Eval(
+                cfg.scripts.finish,
+                keys=keys,
+                args=[
+                    claim.run_id,
+                    claim.attempt,
+                    status,
+                    repr(cfg.clock()),
+                    "" if output is None else dumps(output),
+                    "" if error is None else dumps(error),
+                    cfg.result_ttl_s,
+                ],
+            )
+        )
+    )
+    if outcome == "not_found":
+        raise RunNotFound(claim.run_id)
+    if outcome == "ok":
+        yield from stats.run_finished(cfg.keys, status)
+    return outcome == "ok"
+
+
+def request_cancel(cfg: StoreConfig, run_id: str) -> Op[str]:
+    """Cancel a run: ``"cancelled"`` at once if queued (event ``run.finished``),
+    ``"requested"`` if running (the worker polls :func:`is_cancel_requested` between steps
+    and finishes as cancelled), ``"finished"`` if it already ended (nothing changes).
+    Raises :class:`RunNotFound`."""
+    keys = yield from _terminal_keys(cfg, run_id)
+    outcome = as_str(
+        (
+            yield Eval(
+                cfg.scripts.request_cancel,
+                keys=keys,
+                args=[run_id, repr(cfg.clock()), cfg.result_ttl_s],
+            )
+        )
+    )
+    if outcome == "not_found":
+        raise RunNotFound(run_id)
+    if outcome == "cancelled":
+        yield from stats.run_finished(cfg.keys, "cancelled")
+    return outcome
+
+
+def is_cancel_requested(cfg: StoreConfig, run_id: str) -> Op[bool]:
+    """Whether :func:`request_cancel` reached this run while it was running."""
+    flag = yield call("hget", cfg.keys.run(run_id), "cancel_requested")
+    return flag is not None and as_str(flag) == "1"
+
+
+# -- checkpoints and events ---------------------------------------------------------------------
+
+
+def checkpoint(cfg: StoreConfig, claim: Claim, step_id: str, data: dict[str, Any]) -> Op[bool]:
+    """Store a finished step once; ``True`` if written now, ``False`` if it already was.
+
+    Raises :class:`LeaseLost` for a stale claim, :class:`RunAlreadyFinished`,
+    :class:`RunNotFound`.
+    """
+    k = cfg.keys
+    outcome, written = yield Eval(
+        cfg.scripts.checkpoint,
+        keys=[k.run(claim.run_id), k.steps(claim.run_id)],
+        args=[claim.attempt, step_id, dumps(data)],
+    )
+    _raise_fenced(as_str(outcome), claim)
+    return bool(written)
+
+
+def checkpoints(cfg: StoreConfig, run_id: str) -> Op[dict[str, dict[str, Any]]]:
+    """Every checkpoint of a run, as ``execute(..., completed=...)`` takes them."""
+    raw = yield call("hgetall", cfg.keys.steps(run_id))
+    return {as_str(step): json.loads(as_str(data)) for step, data in raw.items()}
+
+
+def append_event(cfg: StoreConfig, target: Claim | str, kind: str, data: dict[str, Any]) -> Op[str]:
+    """Append an event; returns its id (the SSE ``id``). Fenced when given a
+    :class:`Claim` (raises :class:`LeaseLost`, :class:`RunAlreadyFinished`); a run id
+    writes unfenced, for the service side. Raises :class:`RunNotFound`."""
+    run_id, attempt = (
+        (target.run_id, str(target.attempt)) if isinstance(target, Claim) else (target, "")
+    )
+    k = cfg.keys
+    outcome, event_id = yield Eval(
+        cfg.scripts.append_event,
+        keys=[k.run(run_id), k.events(run_id)],
+        args=[attempt, kind, dumps(data)],
+    )
+    outcome = as_str(outcome)
+    if isinstance(target, Claim):
+        _raise_fenced(outcome, target)
+    elif outcome == "not_found":
+        raise RunNotFound(run_id)
+    return as_str(event_id)
+
+
+def check_event_id(event_id: str) -> str:
+    """``event_id`` if it is a stream id (``<ms>`` or ``<ms>-<seq>``); raises
+    ``ValueError`` otherwise."""
+    if not _STREAM_ID.fullmatch(event_id):
+        raise ValueError(f"{event_id[:40]!r} is not an event id")
+    return event_id
+
+
+def read_events(
+    cfg: StoreConfig,
+    run_id: str,
+    after_id: str = "0-0",
+    block_ms: int | None = None,
+    count: int = 100,
+) -> Op[list[Event]]:
+    """Up to ``count`` (default 100) events after ``after_id`` (exclusive; pass
+    ``Last-Event-ID``), oldest first. If there are none yet, waits up to ``block_ms`` for
+    one (default ``None``: no wait; ``0`` waits for ever) on the connection it runs on;
+    the client's socket timeout must exceed it. Raises ``ValueError`` for a malformed
+    ``after_id``."""
+    check_event_id(after_id)
+    key = cfg.keys.events(run_id)
+    entries: Any = yield call("xrange", key, min="(" + after_id, count=count)
+    if not entries and block_ms is not None:
+        # XREAD only to wait: its reply's shape differs between redis-py versions and
+        # RESP2/RESP3, XRANGE's does not
+        yield call("xread", {key: after_id}, count=1, block=block_ms)
+        entries = yield call("xrange", key, min="(" + after_id, count=count)
+    return parse_entries(entries)
+
+
+def parse_entries(entries: Any) -> list[Event]:
+    """Stream entries ``[(id, {kind, data})]`` (XRANGE's or XREAD's) as events."""
+    out: list[Event] = []
+    for event_id, fields in entries:
+        f = {as_str(a): as_str(b) for a, b in fields.items()}
+        out.append((as_str(event_id), f["kind"], json.loads(f["data"])))
+    return out
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def get(cfg: StoreConfig, run_id: str, *, tenant: str | None = None) -> Op[Run | None]:
+    """The run, or ``None``; with ``tenant``, also ``None`` for another tenant's run."""
+    raw = yield call("hgetall", cfg.keys.run(run_id))
+    if not raw:
+        return None
+    run = Run.from_hash({as_str(a): as_str(b) for a, b in raw.items()})
+    return None if tenant is not None and run.tenant != tenant else run
+
+
+# -- the reaper ---------------------------------------------------------------------------------
+
+
+def expired_leases(cfg: StoreConfig, now: float | None = None) -> Op[list[str]]:
+    """Ids of running runs whose lease ended at or before ``now`` (default: the clock)."""
+    now = cfg.clock() if now is None else now
+    ids = yield call("zrangebyscore", cfg.keys.running, "-inf", repr(now))
+    return [as_str(x) for x in ids]
+
+
+def stale_queued(cfg: StoreConfig, older_than_s: float, now: float | None = None) -> Op[list[str]]:
+    """Ids queued for longer than ``older_than_s``: their Celery message may be lost
+    (a crash between ``create`` and the send), so the reaper may send it again."""
+    now = cfg.clock() if now is None else now
+    ids = yield call("zrangebyscore", cfg.keys.queued, "-inf", repr(now - older_than_s))
+    return [as_str(x) for x in ids]
+
+
+def reap(cfg: StoreConfig, now: float | None = None) -> Op[list[tuple[str, str]]]:
+    """Deal with every expired lease: ``(id, "requeued")`` (the caller re-enqueues its
+    message), ``(id, "failed")`` once it used ``max_attempts`` (``run.max_attempts``),
+    ``(id, "cancelled")`` if its cancellation was requested, or
+    ``(id, "deadline_exceeded")`` past its deadline; then fails the queued runs past
+    their deadline (:func:`expire_deadlines`). Each run is rechecked atomically, so a
+    heartbeat that arrived in between wins."""
+    now = cfg.clock() if now is None else now
+    done: list[tuple[str, str]] = []
+    for run_id in (yield from expired_leases(cfg, now)):
+        keys = yield from _terminal_keys(cfg, run_id)
+        outcome = as_str(
+            (
+                yield Eval(
+                    cfg.scripts.reap,
+                    keys=keys,
+                    args=[
+                        run_id,
+                        repr(now),
+                        cfg.max_attempts,
+                        cfg.result_ttl_s,
+                        dumps(MaxAttemptsExceeded(run_id, cfg.max_attempts).to_dict()),
+                        dumps(deadline_error(run_id)),
+                    ],
+                )
+            )
+        )
+        if outcome != "skipped":
+            done.append((run_id, outcome))
+        if outcome in ("failed", "cancelled", "deadline_exceeded"):
+            yield from stats.run_finished(
+                cfg.keys, "cancelled" if outcome == "cancelled" else "failed"
+            )
+    return done + (yield from expire_deadlines(cfg, now))
+
+
+def expire_deadlines(cfg: StoreConfig, now: float | None = None) -> Op[list[tuple[str, str]]]:
+    """Fail every run still queued at or past its deadline with
+    ``run.deadline_exceeded``: ``[(id, "deadline_exceeded")]``. Runs past their deadline
+    leave the ``deadlines`` index whatever their state (a running run checks its deadline
+    itself, and :func:`claim` and :func:`reap` check it before running it again)."""
+    now = cfg.clock() if now is None else now
+    k = cfg.keys
+    due = [as_str(x) for x in (yield call("zrangebyscore", k.deadlines, "-inf", repr(now)))]
+    done: list[tuple[str, str]] = []
+    for run_id in due:
+        keys = yield from _terminal_keys(cfg, run_id)
+        outcome = as_str(
+            (
+                yield Eval(
+                    cfg.scripts.expire_queued,
+                    keys=keys,
+                    args=[run_id, repr(now), cfg.result_ttl_s, dumps(deadline_error(run_id))],
+                )
+            )
+        )
+        yield call("zrem", k.deadlines, run_id)
+        if outcome == "deadline_exceeded":
+            done.append((run_id, outcome))
+            yield from stats.run_finished(k, "failed")
+    return done
+
+
+# -- batch lines --------------------------------------------------------------------------------
+
+
+def mark_batch_line(cfg: StoreConfig, batch_id: str, run_id: str, status: str) -> Op[bool]:
+    """Count one line of a batch as ``succeeded`` (completed) or ``failed``,
+    ``cancelled``, ``expired`` (failed), once: ``False`` if it was already counted.
+
+    :func:`finish`, cancellation and the reaper already count the runs created with
+    ``parent=batch_id``; call this for lines that end without a run finishing (a
+    deadline, a line refused before it became a run). Raises ``ValueError`` for another
+    status."""
+    if status not in LINE_STATUSES:
+        raise ValueError(f"a batch line ends {sorted(LINE_STATUSES)}, not {status!r}")
+    k = cfg.keys
+    keys = [k.batch_lines(batch_id), k.batch_counts(batch_id)]
+    return bool((yield Eval(cfg.scripts.mark_line, keys=keys, args=[run_id, status])))
+
+
+def batch_progress(cfg: StoreConfig, batch_id: str) -> Op[BatchProgress]:
+    completed, failed = yield call(
+        "hmget", cfg.keys.batch_counts(batch_id), ["completed", "failed"]
+    )
+    return BatchProgress(completed=int(completed or 0), failed=int(failed or 0))
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _terminal_keys(cfg: StoreConfig, run_id: str) -> Op[list[str]]:
+    # parent never changes after create, so reading it first is safe
+    parent = yield call("hget", cfg.keys.run(run_id), "parent")
+    return cfg.keys.terminal(run_id, as_str(parent) if parent else None)
+
+
+def deadline_error(run_id: str) -> dict[str, Any]:
+    """The error recorded on a run that was not finished by its deadline."""
+    return {
+        "code": "run.deadline_exceeded",
+        "message": f"run {run_id!r} did not finish by its deadline",
+        "hint": "submit it again with a later deadline_s, or none",
+    }
+
+
+def _raise_fenced(outcome: str, claim: Claim) -> None:
+    if outcome == "not_found":
+        raise RunNotFound(claim.run_id)
+    if outcome == "lease_lost":
+        raise LeaseLost(claim.run_id, claim.attempt)
+    if outcome == "already_finished":
+        raise RunAlreadyFinished(claim.run_id, claim.attempt)
+
+
+def _run_of_flat(raw: Any) -> Run:
+    flat = [as_str(x) for x in raw]
+    return Run.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, non-ASCII kept: how the store writes every JSON value."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
