@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -24,20 +23,29 @@ from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.deps import resolve_program_ref
 from sgflow.service.errors import ApiError
-from sgflow.store import ProgramBodies, ProgramStore, Run, RunStore
+from sgflow.store import (
+    ActiveRunLimit,
+    IdempotencyConflict,
+    ProgramBodies,
+    ProgramStore,
+    Run,
+    RunStore,
+    Submitted,
+)
 from sgflow.workers.celery_app import TASK_RUN, queue_name
 
-__all__ = ["MAX_DEADLINE_S", "RunSubmitter", "Submitted", "run_view"]
+__all__ = [
+    "MAX_DEADLINE_S",
+    "RunSubmitter",
+    "Submitted",
+    "idempotency_conflict",
+    "run_view",
+    "too_many_runs",
+]
 
 MAX_DEADLINE_S = 7 * 24 * 3600  # a run's deadline_s, as a batch's
 MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key
-_ACTIVE = ("queued", "running")
-
-
-@dataclass(frozen=True)
-class Submitted:
-    run: Run
-    created: bool
+RETRY_AFTER_S = 5  # what a 429 for the concurrency cap asks a client to wait
 
 
 class RunSubmitter:
@@ -62,14 +70,13 @@ class RunSubmitter:
         body: Any,
         *,
         idempotency_key: str | None = None,
-        parent: str | None = None,
-        limit_active: bool = True,
     ) -> Submitted:
         """Create and enqueue a run from a ``POST /v1/runs`` body. Raises :class:`ApiError`:
         422 for a bad body, program or inputs (with JSON pointers), 404/410 for a program
-        reference, 409 for a reused idempotency key, 429 past the tenant's active runs
-        (unless ``limit_active`` is False, default True: batch lines are admitted by the batch
-        size limit instead)."""
+        reference, 409 for a reused idempotency key, 429 ``limit.concurrent_runs`` (with
+        ``Retry-After``) when the tenant already has ``max_active_runs`` queued or running
+        runs. The cap is counted atomically by the store's create and finish scripts; batch
+        lines are outside it (the batch size limit admits them)."""
         if not isinstance(body, dict):
             raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
         unknown = sorted(set(body) - {"program", "inputs", "priority", "deadline_s"})
@@ -111,30 +118,29 @@ class RunSubmitter:
                 limit=9,
             )
         deadline_s = _deadline_s(body.get("deadline_s"))
-        if limit_active:
-            self._check_capacity(tenant)
         phash = program_hash(program)
         self.bodies.put(phash, program.model_dump(mode="json", by_alias=True, exclude_none=True))
-        run_id = uuid.uuid4().hex
-        if idempotency_key is not None and not self._claim_key(
-            tenant, idempotency_key, digest, run_id
-        ):
-            existing = self._idempotent(tenant, idempotency_key, digest)
-            if existing is not None:
-                return Submitted(existing, created=False)
-        run = self.store.create(
-            run_id=run_id,
-            tenant=tenant.name,
-            program=label,
-            program_hash=phash,
-            inputs=inputs,
-            parent=parent,
-            priority=priority,
-            deadline_at=None if deadline_s is None else self.store.clock() + deadline_s,
-        )
-        self.store.stats.run_submitted()
-        self.enqueue(run_id, priority=priority)
-        return Submitted(run, created=True)
+        try:
+            submitted = self.store.submit(
+                run_id=uuid.uuid4().hex,
+                tenant=tenant.name,
+                program=label,
+                program_hash=phash,
+                inputs=inputs,
+                priority=priority,
+                deadline_at=None if deadline_s is None else self.store.clock() + deadline_s,
+                max_active=self.max_active_runs,
+                idempotency_key=idempotency_key,
+                digest=digest,
+            )
+        except ActiveRunLimit as exc:
+            raise too_many_runs(exc) from None
+        except IdempotencyConflict:
+            raise idempotency_conflict() from None
+        if submitted.created:
+            self.store.stats.run_submitted()
+            self.enqueue(submitted.run.id, priority=priority)
+        return submitted
 
     def enqueue(self, run_id: str, *, priority: int = 0) -> None:
         self.celery.send_task(
@@ -174,25 +180,6 @@ class RunSubmitter:
             field="/program",
         )
 
-    def _check_capacity(self, tenant: Tenant) -> None:
-        active = 0
-        for status in _ACTIVE:
-            runs, _ = self.store.list_runs(tenant.name, status=status, limit=200)
-            active += sum(1 for r in runs if r.parent is None)  # batch lines do not count
-        if active >= self.max_active_runs:
-            raise ApiError(
-                429,
-                "limit.concurrent_runs",
-                f"the tenant has {active} queued or running runs; the limit is "
-                f"{self.max_active_runs}",
-                limit=self.max_active_runs,
-                headers={"Retry-After": "5"},
-                hint="wait for runs to finish, or use POST /v1/batches for bulk work",
-            )
-
-    def _claim_key(self, tenant: Tenant, key: str, digest: str, run_id: str) -> bool:
-        return self.store.remember_idempotency(tenant.name, key, run_id=run_id, digest=digest)
-
     def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
         if len(key) > MAX_IDEMPOTENCY_KEY:
             raise ApiError(
@@ -207,14 +194,31 @@ class RunSubmitter:
             return None
         run_id, body_digest = saved
         if body_digest != digest:
-            raise ApiError(
-                409,
-                "idempotency.conflict",
-                "this Idempotency-Key was used with a different request body",
-                field="Idempotency-Key",
-                hint="use a new key for a new request",
-            )
+            raise idempotency_conflict()
         return self.store.get(run_id, tenant=tenant.name)
+
+
+def too_many_runs(exc: ActiveRunLimit) -> ApiError:
+    """The 429 for a tenant at its cap of active runs (``limit.concurrent_runs``)."""
+    return ApiError(
+        429,
+        exc.code,
+        exc.message,
+        limit=exc.limit,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+        hint=exc.hint,
+    )
+
+
+def idempotency_conflict() -> ApiError:
+    """The 409 for an Idempotency-Key reused with another body."""
+    return ApiError(
+        409,
+        IdempotencyConflict.code,
+        "this Idempotency-Key was used with a different request body",
+        field="Idempotency-Key",
+        hint=IdempotencyConflict.hint,
+    )
 
 
 def _deadline_s(value: Any) -> float | None:

@@ -24,6 +24,8 @@ from sgflow.store.batches import STALE_VALIDATING_S, batch_status
 from sgflow.store.config import StoreConfig
 from sgflow.store.errors import (
     CODES,
+    ActiveRunLimit,
+    IdempotencyConflict,
     InvalidCursor,
     LeaseLost,
     MaxAttemptsExceeded,
@@ -40,7 +42,7 @@ from sgflow.store.records import (
     Claim,
     Run,
 )
-from sgflow.store.runs import Event, deadline_error
+from sgflow.store.runs import Event, Submitted, deadline_error
 from sgflow.store.stats import MetricsSnapshot
 from sgflow.store.sync import BatchStore, KeyStore, ProgramBodies, ProgramStore, RunStore, Stats
 
@@ -50,12 +52,14 @@ __all__ = [
     "STALE_VALIDATING_S",
     "STATUSES",
     "TENANT_PATTERN",
+    "ActiveRunLimit",
     "ApiKey",
     "BatchProgress",
     "BatchRecord",
     "BatchStore",
     "Claim",
     "Event",
+    "IdempotencyConflict",
     "InvalidCursor",
     "KeyStore",
     "LeaseLost",
@@ -72,6 +76,7 @@ __all__ = [
     "StoreConfig",
     "StoreError",
     "StoredProgram",
+    "Submitted",
     "batch_status",
     "content_hash",
     "deadline_error",

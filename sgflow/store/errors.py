@@ -14,6 +14,11 @@ Hierarchy (catch by meaning; branch on ``code``, never on the message):
                               recorded on a run that lost its lease ``max_attempts`` times
   - InvalidCursor             ``run.invalid_cursor``: a ``list_runs`` cursor the store did not
                               issue; the service answers 422 naming ``field``
+  - ActiveRunLimit            ``limit.concurrent_runs``: the tenant already has ``limit`` runs
+                              queued or running (batch lines aside); nothing was created; the
+                              service answers 429 with ``Retry-After``
+  - IdempotencyConflict       ``idempotency.conflict``: the Idempotency-Key was used with
+                              another request body; the service answers 409
 
 ``to_dict()`` gives the body stored in a run's ``error`` and sent to clients:
 ``{"code", "message", "hint"?, "limit"?, "field"?}``.
@@ -25,6 +30,8 @@ from typing import Any
 
 __all__ = [
     "CODES",
+    "ActiveRunLimit",
+    "IdempotencyConflict",
     "InvalidCursor",
     "LeaseLost",
     "MaxAttemptsExceeded",
@@ -39,6 +46,8 @@ CODES: dict[str, str] = {
     "run.already_finished": "a write to a run whose result is already written",
     "run.max_attempts": "the run lost its worker too many times and was given up",
     "run.invalid_cursor": "a pagination cursor the store did not issue",
+    "limit.concurrent_runs": "the tenant has as many queued or running runs as it may",
+    "idempotency.conflict": "an Idempotency-Key reused with another request body",
 }
 
 
@@ -114,3 +123,26 @@ class InvalidCursor(StoreError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "field": self.field}
+
+
+class ActiveRunLimit(StoreError):
+    code = "limit.concurrent_runs"
+    retryable = True
+    hint = "wait for runs to finish, or use POST /v1/batches for bulk work"
+
+    def __init__(self, tenant: str, limit: int, active: int) -> None:
+        super().__init__(f"the tenant has {active} queued or running runs; the limit is {limit}")
+        self.tenant = tenant
+        self.limit = limit
+        self.active = active
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "limit": self.limit}
+
+
+class IdempotencyConflict(StoreError):
+    code = "idempotency.conflict"
+    hint = "use a new key for a new request"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used with a different request body")

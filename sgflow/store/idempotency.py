@@ -2,7 +2,9 @@
 
 ``tenant:<t>:idem:<sha256 of the key>`` holds ``{"run": <run id>, "body": <digest>}`` for
 :data:`IDEMPOTENCY_TTL_S` (24 h). The same key with the same body answers the same run; with
-another body the service answers 409.
+another body the service answers 409. The key is written by the script that creates the run
+(:func:`sgflow.store.runs.submit`), so two requests racing with one key create one run;
+:func:`lookup` lets the API answer a replay before it does any other work.
 
 Operations (see :mod:`sgflow.store.ops`).
 """
@@ -14,7 +16,7 @@ import json
 from sgflow.store.ops import Op, call
 from sgflow.store.records import Keys, as_str
 
-__all__ = ["IDEMPOTENCY_TTL_S", "lookup", "remember"]
+__all__ = ["IDEMPOTENCY_TTL_S", "lookup"]
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 
@@ -26,11 +28,3 @@ def lookup(keys: Keys, tenant: str, key: str) -> Op[tuple[str, str] | None]:
         return None
     saved = json.loads(as_str(raw))
     return str(saved["run"]), str(saved["body"])
-
-
-def remember(keys: Keys, tenant: str, key: str, *, run_id: str, digest: str) -> Op[bool]:
-    """Remember ``run_id`` and ``digest`` for ``key`` unless it is taken; ``True`` if this
-    call took it."""
-    value = json.dumps({"run": run_id, "body": digest})
-    ok = yield call("set", keys.idempotency(tenant, key), value, nx=True, ex=IDEMPOTENCY_TTL_S)
-    return bool(ok)

@@ -265,6 +265,7 @@ class Keys:
             self.events(run_id),
             self.running,
             self.queued,
+            self.active,
         ]
         if parent:
             keys += [self.batch_lines(parent), self.batch_counts(parent)]

@@ -18,11 +18,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sgflow.store import stats
 from sgflow.store.config import StoreConfig
-from sgflow.store.errors import LeaseLost, MaxAttemptsExceeded, RunAlreadyFinished, RunNotFound
+from sgflow.store.errors import (
+    ActiveRunLimit,
+    IdempotencyConflict,
+    LeaseLost,
+    MaxAttemptsExceeded,
+    RunAlreadyFinished,
+    RunNotFound,
+)
+from sgflow.store.idempotency import IDEMPOTENCY_TTL_S
 from sgflow.store.ops import Eval, Op, Pipe, call
 from sgflow.store.records import (
     FINAL_STATUSES,
@@ -36,6 +45,8 @@ from sgflow.store.records import (
 
 __all__ = [
     "Event",
+    "Submitted",
+    "active_runs",
     "append_event",
     "batch_progress",
     "checkpoint",
@@ -55,6 +66,7 @@ __all__ = [
     "reap",
     "request_cancel",
     "stale_queued",
+    "submit",
 ]
 
 Event = tuple[str, str, dict[str, Any]]  # (event id, kind, data)
@@ -83,9 +95,10 @@ def create(
     ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any;
     ``deadline_at`` (epoch seconds) when the run must be done by, if ever: past it, a
     queued run is failed with ``run.deadline_exceeded`` (by :func:`claim` or :func:`reap`)
-    and a running one by its worker.
+    and a running one by its worker. The run does not count against its tenant's
+    concurrency cap (see :func:`submit`).
     """
-    raw = yield _create_eval(
+    _outcome, detail = yield _create_eval(
         cfg,
         run_id=run_id,
         tenant=tenant,
@@ -96,7 +109,77 @@ def create(
         priority=priority,
         deadline_at=deadline_at,
     )
-    return _run_of_flat(raw)
+    return _run_of_flat(detail)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What :func:`submit` did: the ``run``, and whether it was ``created`` now (``False``:
+    the run an idempotency key already named)."""
+
+    run: Run
+    created: bool
+
+
+def submit(
+    cfg: StoreConfig,
+    *,
+    run_id: str,
+    tenant: str,
+    program: str,
+    program_hash: str,
+    inputs: dict[str, Any],
+    priority: int = 0,
+    deadline_at: float | None = None,
+    max_active: int | None = None,
+    idempotency_key: str | None = None,
+    digest: str = "",
+) -> Op[Submitted]:
+    """Create a run as a client asked for it, in one atomic script: counted against
+    ``tenant``'s cap of ``max_active`` queued or running runs (default None: no cap, not
+    counted), and remembered under ``idempotency_key`` with the request's ``digest`` (for
+    24 h).
+
+    Returns the new run, or the run the key already names when ``digest`` matches. Raises
+    :class:`ActiveRunLimit` when the tenant is at its cap (nothing is created) and
+    :class:`IdempotencyConflict` when the key was used with another digest. A constant
+    number of Redis calls, whatever the tenant has stored.
+    """
+    replace = False
+    while True:
+        outcome, detail = yield _create_eval(
+            cfg,
+            run_id=run_id,
+            tenant=tenant,
+            program=program,
+            program_hash=program_hash,
+            inputs=inputs,
+            priority=priority,
+            deadline_at=deadline_at,
+            max_active=max_active,
+            idempotency=None if idempotency_key is None else (idempotency_key, run_id, digest),
+            replace=replace,
+        )
+        outcome = as_str(outcome)
+        if outcome == "limited":
+            assert max_active is not None
+            raise ActiveRunLimit(tenant, max_active, int(as_str(detail)))
+        if outcome != "idempotent":
+            return Submitted(_run_of_flat(detail), created=outcome == "created")
+        saved = json.loads(as_str(detail))
+        if saved["body"] != digest:
+            raise IdempotencyConflict()
+        existing = yield from get(cfg, saved["run"], tenant=tenant)
+        if existing is not None:
+            return Submitted(existing, created=False)
+        replace = True  # the key outlived its run (a result TTL under 24 h): take it over
+
+
+def active_runs(cfg: StoreConfig, tenant: str) -> Op[int]:
+    """How many of ``tenant``'s runs count against its cap now (queued or running runs
+    made by :func:`submit` with a cap)."""
+    raw = yield call("hget", cfg.keys.active, tenant)
+    return int(as_str(raw)) if raw is not None else 0
 
 
 def create_many(cfg: StoreConfig, runs: Iterable[dict[str, Any]]) -> Op[int]:
@@ -120,8 +203,12 @@ def _create_eval(
     parent: str | None = None,
     priority: int = 0,
     deadline_at: float | None = None,
+    max_active: int | None = None,
+    idempotency: tuple[str, str, str] | None = None,
+    replace: bool = False,
 ) -> Eval:
-    """:data:`lua.CREATE` for one run; its reply is ``HGETALL`` of the run."""
+    """:data:`lua.CREATE` for one run; its reply is ``{outcome, detail}``. ``idempotency``
+    is ``(key, run id, body digest)``."""
     now = cfg.clock()
     fields = {
         "id": run_id,
@@ -144,10 +231,25 @@ def _create_eval(
         "deadline_at": "" if deadline_at is None else repr(float(deadline_at)),
     }
     k = cfg.keys
+    keys = [k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued, k.deadlines, k.active]
+    remembered = ""
+    if idempotency is not None:
+        key, named, digest = idempotency
+        keys.append(k.idempotency(tenant, key))
+        remembered = json.dumps({"run": named, "body": digest})
     return Eval(
         cfg.scripts.create,
-        keys=[k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued, k.deadlines],
-        args=[run_id, repr(now), *[x for pair in fields.items() for x in pair]],
+        keys=keys,
+        args=[
+            run_id,
+            repr(now),
+            tenant,
+            "" if max_active is None else int(max_active),
+            remembered,
+            IDEMPOTENCY_TTL_S,
+            "1" if replace else "0",
+            *[x for pair in fields.items() for x in pair],
+        ],
     )
 
 

@@ -20,7 +20,7 @@ from sgflow.store.config import StoreConfig
 from sgflow.store.ops import SyncRunner
 from sgflow.store.programs import ProgramInfo, PutOutcome, StoredProgram
 from sgflow.store.records import BatchProgress, BatchRecord, Claim, FinalStatus, Run
-from sgflow.store.runs import Event
+from sgflow.store.runs import Event, Submitted
 
 __all__ = ["BatchStore", "KeyStore", "ProgramBodies", "ProgramStore", "RunStore", "Stats"]
 
@@ -126,6 +126,39 @@ class RunStore:
             )
         )
 
+    def submit(
+        self,
+        *,
+        run_id: str,
+        tenant: str,
+        program: str,
+        program_hash: str,
+        inputs: dict[str, Any],
+        priority: int = 0,
+        deadline_at: float | None = None,
+        max_active: int | None = None,
+        idempotency_key: str | None = None,
+        digest: str = "",
+    ) -> Submitted:
+        return self._run(
+            runs.submit(
+                self.config,
+                run_id=run_id,
+                tenant=tenant,
+                program=program,
+                program_hash=program_hash,
+                inputs=inputs,
+                priority=priority,
+                deadline_at=deadline_at,
+                max_active=max_active,
+                idempotency_key=idempotency_key,
+                digest=digest,
+            )
+        )
+
+    def active_runs(self, tenant: str) -> int:
+        return self._run(runs.active_runs(self.config, tenant))
+
     def create_many(self, items: Iterable[dict[str, Any]]) -> int:
         return self._run(runs.create_many(self.config, items))
 
@@ -218,9 +251,6 @@ class RunStore:
 
     def idempotent_run(self, tenant: str, key: str) -> tuple[str, str] | None:
         return self._run(idempotency.lookup(self.keys, tenant, key))
-
-    def remember_idempotency(self, tenant: str, key: str, *, run_id: str, digest: str) -> bool:
-        return self._run(idempotency.remember(self.keys, tenant, key, run_id=run_id, digest=digest))
 
     def announce_worker(self, worker_id: str, *, ttl_s: float) -> None:
         self._run(presence.announce(self.keys, worker_id, ttl_s=ttl_s, now=self.clock()))
