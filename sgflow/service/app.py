@@ -1,9 +1,10 @@
 """The FastAPI application: ``create_app(settings)`` wires settings, Redis, the stores, the
-error handlers, the middleware, health checks and the ``/v1`` routers.
+event hub, the error handlers, the middleware, health checks and the ``/v1`` routers.
 
-Routes are plain ``def`` functions: they call Redis through the sync client and the static
-checker (CPU-bound, up to the grammar compile limit), and FastAPI runs them in its thread
-pool, so neither blocks the event loop.
+Routes are ``async def``: Redis through the async stores of :mod:`sgflow.store`, waiting
+(event streams, ``/v1/extract``) on the event hub, and the CPU-bound work (the static
+checker, validation) in a bounded thread pool (:mod:`sgflow.service.offload`), so a request
+that waits never holds a thread and a heavy one cannot stall the loop.
 """
 
 from __future__ import annotations
@@ -11,24 +12,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
+import redis.asyncio
 from fastapi import FastAPI
-from prometheus_client.registry import CollectorRegistry
 
 from sgflow import __version__
 from sgflow.service.errors import install_error_handlers
+from sgflow.service.events import BLOCK_MS, EventHub
 from sgflow.service.health import engines_check, redis_check, workers_check
 from sgflow.service.health import router as health_router
-from sgflow.service.metrics import SgflowCollector
 from sgflow.service.metrics import router as metrics_router
 from sgflow.service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from sgflow.service.routes import api_router
 from sgflow.service.runs import RunSubmitter
 from sgflow.service.settings import Settings
-from sgflow.store import KeyStore, ProgramBodies, ProgramStore, RunStore
+from sgflow.store import AsyncKeyStore, AsyncProgramBodies, AsyncProgramStore, AsyncRunStore
 from sgflow.workers.celery_app import make_celery
 
-__all__ = ["create_app"]
+__all__ = ["REDIS_CONNECTIONS", "REDIS_POOL_WAIT_S", "create_app"]
+
+# An API process's Redis connections (besides the event hub's one): enough for hundreds of
+# requests in flight, each holding one for a command's round trip. Past it a request waits
+# (up to REDIS_POOL_WAIT_S) instead of failing, as redis-py's default pool would.
+REDIS_CONNECTIONS = 64
+REDIS_POOL_WAIT_S = 20.0
 
 _DESCRIPTION = """Checked, queued, validated structured-generation programs.
 
@@ -39,15 +45,18 @@ is a JSON pointer into the request body.
 
 
 def create_app(
-    settings: Settings | None = None, redis_client: redis.Redis | None = None
+    settings: Settings | None = None, redis_client: redis.asyncio.Redis | None = None
 ) -> FastAPI:
     """The API application.
 
     ``settings`` default ``Settings()`` (the environment). ``redis_client`` (default: one
-    made from ``settings.redis_url``, with ``decode_responses=True``, closed at shutdown) is
-    any sync ``redis.Redis``; a client passed in is left open. Raises ``ValueError`` when
-    there is neither a client nor ``settings.redis_url`` (``sgflow up`` starts an embedded
-    Redis and passes its URL).
+    made from ``settings.redis_url``, with ``decode_responses=True`` and a pool of
+    :data:`REDIS_CONNECTIONS` connections that a request waits for when all are busy,
+    closed at shutdown) is
+    a ``redis.asyncio.Redis``, used in the event loop that serves the app; a client passed
+    in is left open. The event hub gets a client of its own, with the same connection
+    settings. Raises ``ValueError`` when there is neither a client nor
+    ``settings.redis_url`` (``sgflow up`` starts an embedded Redis and passes its URL).
     """
     settings = settings or Settings()
     owned = redis_client is None
@@ -57,16 +66,25 @@ def create_app(
                 "no Redis: set REDIS_URL (or SGFLOW_REDIS_URL), or start with `sgflow up`, "
                 "which runs an embedded one"
             )
-        redis_client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=30,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_S,
         )
+        redis_client = redis.asyncio.Redis(connection_pool=pool)
     client = redis_client
+    runs = AsyncRunStore(client, prefix=settings.redis_prefix, result_ttl_s=settings.result_ttl_s)
+    hub = EventHub(runs, _blocking_client(client))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await hub.close()
         if owned:
-            client.close()
+            await client.aclose()
 
     app = FastAPI(
         title="sgflow",
@@ -76,14 +94,13 @@ def create_app(
     )
     app.state.settings = settings
     app.state.redis = client
-    app.state.keys = KeyStore(client, prefix=settings.redis_prefix)
-    app.state.programs = ProgramStore(client, prefix=settings.redis_prefix)
-    app.state.runs = RunStore(
-        client, prefix=settings.redis_prefix, result_ttl_s=settings.result_ttl_s
-    )
+    app.state.keys = AsyncKeyStore(client, prefix=settings.redis_prefix)
+    app.state.programs = AsyncProgramStore(client, prefix=settings.redis_prefix)
+    app.state.runs = runs
+    app.state.hub = hub
     app.state.submitter = RunSubmitter(
-        store=app.state.runs,
-        bodies=ProgramBodies(client, prefix=settings.redis_prefix),
+        store=runs,
+        bodies=AsyncProgramBodies(client, prefix=settings.redis_prefix),
         programs=app.state.programs,
         celery=make_celery(
             settings.redis_url or "redis://127.0.0.1:6379/0",
@@ -93,16 +110,10 @@ def create_app(
         max_active_runs=settings.max_concurrent_runs_per_tenant,
     )
     app.state.ready_checks = [
-        redis_check(client),
+        redis_check(runs),
         engines_check(settings.engine_urls, timeout_s=settings.engine_health_timeout_s),
-        workers_check(app.state.runs),
+        workers_check(runs),
     ]
-    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
-    app.state.metrics_registry.register(
-        SgflowCollector(
-            app.state.runs, settings.engine_urls, engine_timeout_s=settings.engine_health_timeout_s
-        )
-    )
     install_error_handlers(app)
     # the last added runs first: request ids and the catch-all wrap the size limit
     app.add_middleware(
@@ -115,3 +126,16 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(api_router)
     return app
+
+
+def _blocking_client(client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    """A client like ``client`` (same server, options, connection class) with one
+    connection whose socket timeout outlasts the hub's blocking reads."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["socket_timeout"] = BLOCK_MS / 1000 + 10
+    return redis.asyncio.Redis(
+        connection_pool=redis.asyncio.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=1, **kwargs
+        )
+    )

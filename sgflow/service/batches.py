@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,15 +33,14 @@ from sgflow.programs.executor import validation_errors
 from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError
+from sgflow.service.offload import run_cpu
 from sgflow.service.runs import RunSubmitter
-from sgflow.store import BatchProgress, BatchRecord, BatchStore, batch_status
-from sgflow.workers.celery_app import TASK_START, queue_name
+from sgflow.store import AsyncBatchStore, BatchProgress, BatchRecord, batch_status
 
 __all__ = [
     "BATCH_STATUSES",
     "BatchLine",
     "BatchRecord",
-    "BatchStore",
     "batch_status",
     "batch_view",
     "cancel_batch",
@@ -149,7 +148,9 @@ def parse_lines(items: Any) -> list[BatchLine]:
     return out
 
 
-def _check_inputs(program: Program, lines: list[BatchLine]) -> None:
+def _checked(program: Program, lines: list[BatchLine]) -> tuple[str, dict[str, Any]]:
+    """The program's hash and body, once every line's inputs are valid (422 with the first
+    bad line's pointer otherwise)."""
     for i, line in enumerate(lines):
         problems = validation_errors(line.inputs, program.inputs, limit=1)
         if problems:
@@ -161,11 +162,12 @@ def _check_inputs(program: Program, lines: list[BatchLine]) -> None:
                 f"{problems[0]['message']}",
                 field=f"/inputs/{i}/inputs{pointer}",
             )
+    return program_hash(program), program.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def submit_batch(
+async def submit_batch(
     submitter: RunSubmitter,
-    batches: BatchStore,
+    batches: AsyncBatchStore,
     tenant: Tenant,
     *,
     program: Any,
@@ -204,15 +206,14 @@ def submit_batch(
             field="/deadline_s",
             limit=_MAX_DEADLINE_S,
         )
-    lines = parse_lines(items)
-    resolved, label = submitter.resolve_program(tenant, program)
-    _check_inputs(resolved, lines)
+    lines = await run_cpu(parse_lines, items)
+    resolved, label = await submitter.resolve_program(tenant, program)
     # the body is stored once by its hash, so every line runs the version resolved now
-    phash = program_hash(resolved)
-    submitter.bodies.put(phash, resolved.model_dump(mode="json", by_alias=True, exclude_none=True))
+    phash, dumped = await run_cpu(_checked, resolved, lines)
+    await submitter.bodies.put(phash, dumped)
     batch_id = "batch_" + uuid.uuid4().hex
     deadline_at = None if deadline_s is None else time.time() + float(deadline_s)
-    record = batches.create(
+    record = await batches.create(
         batch_id=batch_id,
         tenant=tenant.name,
         program=label,
@@ -221,34 +222,32 @@ def submit_batch(
         deadline_at=deadline_at,
     )
     try:
-        batches.add_lines(
+        await batches.add_lines(
             record,
             [(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
             priority=priority,
         )
-        batches.start(batch_id)
-        if batches.is_cancelled(batch_id):
-            batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
+        await batches.start(batch_id)
+        if await batches.is_cancelled(batch_id):
+            await batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
     except Exception as exc:
         err = (
             exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
         )
-        batches.fail(batch_id, err.to_body()["error"], total=len(lines))
+        await batches.fail(batch_id, err.to_body()["error"], total=len(lines))
         raise
-    submitter.celery.send_task(
-        TASK_START, args=[batch_id], queue=queue_name(batches.prefix), priority=priority
-    )
-    return batches.get(batch_id) or record
+    await submitter.send_batch_start(batch_id, priority=priority)
+    return await batches.get(batch_id) or record
 
 
 # -- cancellation and results -------------------------------------------------------------------
 
 
-def cancel_batch(batches: BatchStore, record: BatchRecord) -> None:
+async def cancel_batch(batches: AsyncBatchStore, record: BatchRecord) -> None:
     """Cancel the lines not final yet (queued ones at once, running ones between steps);
     finished lines keep their results. The batch is ``cancelling`` until every line is
     final, then ``cancelled``. A batch already over is left as it is."""
-    batches.cancel(record)
+    await batches.cancel(record)
 
 
 _LINE_ERRORS = {
@@ -257,12 +256,12 @@ _LINE_ERRORS = {
 }
 
 
-def result_rows(batches: BatchStore, batch_id: str) -> Iterator[str]:
+async def result_rows(batches: AsyncBatchStore, batch_id: str) -> AsyncIterator[str]:
     """The results as JSONL, one line per input in input order: ``{"custom_id", "run_id",
     "status"}`` plus ``output`` (succeeded) or ``error: {code, message}`` (failed, cancelled,
     expired); lines not final yet have the status ``in_progress``."""
-    for page in batches.pages(batch_id):
-        for cid, run_id, mark, output, error in batches.result_page(batch_id, page):
+    async for page in batches.pages(batch_id):
+        for cid, run_id, mark, output, error in await batches.result_page(batch_id, page):
             status = mark or "in_progress"
             row: dict[str, Any] = {"custom_id": cid, "run_id": run_id, "status": status}
             if status == "succeeded":

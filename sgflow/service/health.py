@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 
 import anyio
 import httpx
-import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from sgflow.store import RunStore
+from sgflow.store import AsyncRunStore
 
 __all__ = [
     "CHECK_TIMEOUT_S",
@@ -58,12 +57,12 @@ class ReadyCheck:
 router = APIRouter(tags=["health"])
 
 
-def redis_check(client: redis.Redis, *, timeout_s: float = 1.0) -> ReadyCheck:
+def redis_check(store: AsyncRunStore, *, timeout_s: float = 1.0) -> ReadyCheck:
     """PING the service's Redis (``timeout_s`` default 1)."""
 
     async def probe() -> tuple[bool, str]:
         with anyio.fail_after(timeout_s):
-            await anyio.to_thread.run_sync(client.ping, abandon_on_cancel=True)
+            await store.ping()
         return True, "PONG"
 
     return ReadyCheck("redis", probe)
@@ -136,12 +135,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=503 if failing else 200)
 
 
-def workers_check(store: RunStore) -> ReadyCheck:
+def workers_check(store: AsyncRunStore) -> ReadyCheck:
     """At least one worker announced itself recently (each worker's reaper loop marks
     itself alive in the store with a TTL of 3 reaper intervals)."""
 
     async def probe() -> tuple[bool, str]:
-        found = await anyio.to_thread.run_sync(store.alive_workers, abandon_on_cancel=True)
+        found = await store.alive_workers()
         if not found:
             return False, "no worker announced itself (start one: `sgflow worker`)"
         return True, f"{len(found)}{'+' if len(found) >= 20 else ''} alive"

@@ -5,6 +5,10 @@ are in Redis before the 202 answer, and the Celery message is only a hint to sta
 message is re-sent by the workers' reaper). An ``Idempotency-Key`` maps, per tenant, to the
 run created for it and the hash of the request body: the same key and body answer the same
 run, the same key with another body a 409.
+
+Everything here awaits: Redis through :class:`~sgflow.store.AsyncRunStore`, the static
+checker and input validation in the CPU pool (:func:`sgflow.service.offload.run_cpu`), the
+Celery message in a worker thread; no request holds the event loop.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import uuid
 from typing import Any
 
+import anyio.to_thread
 from celery import Celery
 
 from sgflow.programs.checker import check_program
@@ -23,16 +28,17 @@ from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.deps import resolve_program_ref
 from sgflow.service.errors import ApiError
+from sgflow.service.offload import run_cpu
 from sgflow.store import (
     ActiveRunLimit,
+    AsyncProgramBodies,
+    AsyncProgramStore,
+    AsyncRunStore,
     IdempotencyConflict,
-    ProgramBodies,
-    ProgramStore,
     Run,
-    RunStore,
     Submitted,
 )
-from sgflow.workers.celery_app import TASK_RUN, queue_name
+from sgflow.workers.celery_app import TASK_RUN, TASK_START, queue_name
 
 __all__ = [
     "MAX_DEADLINE_S",
@@ -49,12 +55,16 @@ RETRY_AFTER_S = 5  # what a 429 for the concurrency cap asks a client to wait
 
 
 class RunSubmitter:
+    """Submits runs for the API: ``store``, ``bodies`` and ``programs`` are the async
+    stores, ``celery`` the app messages go out with, ``max_active_runs`` the per-tenant cap
+    on queued and running runs."""
+
     def __init__(
         self,
         *,
-        store: RunStore,
-        bodies: ProgramBodies,
-        programs: ProgramStore,
+        store: AsyncRunStore,
+        bodies: AsyncProgramBodies,
+        programs: AsyncProgramStore,
         celery: Celery,
         max_active_runs: int,
     ) -> None:
@@ -64,7 +74,7 @@ class RunSubmitter:
         self.celery = celery
         self.max_active_runs = max_active_runs
 
-    def submit(
+    async def submit(
         self,
         tenant: Tenant,
         body: Any,
@@ -84,30 +94,16 @@ class RunSubmitter:
             raise ApiError(
                 422, "request.invalid", f"unknown field `{unknown[0]}`", field=f"/{unknown[0]}"
             )
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        digest = await run_cpu(_digest, body)
         if idempotency_key is not None:
-            existing = self._idempotent(tenant, idempotency_key, digest)
+            existing = await self._idempotent(tenant, idempotency_key, digest)
             if existing is not None:
                 return Submitted(existing, created=False)
-        program, label = self._program(tenant, body.get("program"))
+        program, label = await self.resolve_program(tenant, body.get("program"))
         inputs = body.get("inputs", {})
         if not isinstance(inputs, dict):
             raise ApiError(422, "request.invalid", "`inputs` must be an object", field="/inputs")
-        problems = validation_errors(inputs, program.inputs, limit=20)
-        if problems:
-            first = problems[0]
-            raise ApiError(
-                422,
-                "input.invalid",
-                f"inputs{first['pointer']}: {first['message']}",
-                field="/inputs" + (first["pointer"] if first["pointer"] != "/" else ""),
-                extra={
-                    "errors": [
-                        {"field": "/inputs" + p["pointer"].rstrip("/"), "message": p["message"]}
-                        for p in problems
-                    ]
-                },
-            )
+        phash, dumped = await run_cpu(_checked, program, inputs)
         priority = body.get("priority", 0)
         if not isinstance(priority, int) or not 0 <= priority <= 9:
             raise ApiError(
@@ -118,10 +114,9 @@ class RunSubmitter:
                 limit=9,
             )
         deadline_s = _deadline_s(body.get("deadline_s"))
-        phash = program_hash(program)
-        self.bodies.put(phash, program.model_dump(mode="json", by_alias=True, exclude_none=True))
+        await self.bodies.put(phash, dumped)
         try:
-            submitted = self.store.submit(
+            submitted = await self.store.submit(
                 run_id=uuid.uuid4().hex,
                 tenant=tenant.name,
                 program=label,
@@ -138,41 +133,31 @@ class RunSubmitter:
         except IdempotencyConflict:
             raise idempotency_conflict() from None
         if submitted.created:
-            self.store.stats.run_submitted()
-            self.enqueue(submitted.run.id, priority=priority)
+            await self.store.run_submitted()
+            await self.enqueue(submitted.run.id, priority=priority)
         return submitted
 
-    def enqueue(self, run_id: str, *, priority: int = 0) -> None:
+    async def enqueue(self, run_id: str, *, priority: int = 0) -> None:
+        """Send the run's Celery message (kombu is sync: in a worker thread)."""
+        await anyio.to_thread.run_sync(self._send, TASK_RUN, run_id, priority)
+
+    async def send_batch_start(self, batch_id: str, *, priority: int = 0) -> None:
+        """Send a batch's start message (``sgflow.batch_start``)."""
+        await anyio.to_thread.run_sync(self._send, TASK_START, batch_id, priority)
+
+    def _send(self, task: str, arg: str, priority: int) -> None:
         self.celery.send_task(
-            TASK_RUN, args=[run_id], queue=queue_name(self.store.keys.prefix), priority=priority
+            task, args=[arg], queue=queue_name(self.store.keys.prefix), priority=priority
         )
 
-    def resolve_program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
+    async def resolve_program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
         """The program a body's ``program`` names and its label (``name@version`` or
         ``"inline"``); raises :class:`ApiError` as :meth:`submit` does."""
-        return self._program(tenant, ref)
-
-    # -- helpers --------------------------------------------------------------------------
-
-    def _program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
         if isinstance(ref, str):
-            stored = resolve_program_ref(self.programs, tenant, ref)
-            return Program.model_validate(stored.program), stored.ref
+            stored = await resolve_program_ref(self.programs, tenant, ref)
+            return await run_cpu(Program.model_validate, stored.program), stored.ref
         if isinstance(ref, dict):
-            errors = check_program(ref)
-            if errors:
-                first = errors[0]
-                raise ApiError(
-                    422,
-                    errors[0].code,
-                    first.message,
-                    field="/program" + first.pointer,
-                    hint=first.hint or None,
-                    extra={
-                        "errors": [dict(e.to_dict(), field="/program" + e.pointer) for e in errors]
-                    },
-                )
-            return Program.model_validate(ref), "inline"
+            return await run_cpu(_inline_program, ref), "inline"
         raise ApiError(
             422,
             "request.invalid",
@@ -180,7 +165,7 @@ class RunSubmitter:
             field="/program",
         )
 
-    def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
+    async def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
         if len(key) > MAX_IDEMPOTENCY_KEY:
             raise ApiError(
                 422,
@@ -189,13 +174,57 @@ class RunSubmitter:
                 field="Idempotency-Key",
                 limit=MAX_IDEMPOTENCY_KEY,
             )
-        saved = self.store.idempotent_run(tenant.name, key)
+        saved = await self.store.idempotent_run(tenant.name, key)
         if saved is None:
             return None
         run_id, body_digest = saved
         if body_digest != digest:
             raise idempotency_conflict()
-        return self.store.get(run_id, tenant=tenant.name)
+        return await self.store.get(run_id, tenant=tenant.name)
+
+
+# -- CPU-bound parts (run in the CPU pool) -------------------------------------------------------
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _inline_program(ref: dict[str, Any]) -> Program:
+    """An inline program, statically checked; raises 422 with every problem."""
+    errors = check_program(ref)
+    if errors:
+        first = errors[0]
+        raise ApiError(
+            422,
+            first.code,
+            first.message,
+            field="/program" + first.pointer,
+            hint=first.hint or None,
+            extra={"errors": [dict(e.to_dict(), field="/program" + e.pointer) for e in errors]},
+        )
+    return Program.model_validate(ref)
+
+
+def _checked(program: Program, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The program's hash and body, once ``inputs`` are valid against its input schema;
+    raises 422 ``input.invalid`` with every problem (up to 20)."""
+    problems = validation_errors(inputs, program.inputs, limit=20)
+    if problems:
+        first = problems[0]
+        raise ApiError(
+            422,
+            "input.invalid",
+            f"inputs{first['pointer']}: {first['message']}",
+            field="/inputs" + (first["pointer"] if first["pointer"] != "/" else ""),
+            extra={
+                "errors": [
+                    {"field": "/inputs" + p["pointer"].rstrip("/"), "message": p["message"]}
+                    for p in problems
+                ]
+            },
+        )
+    return program_hash(program), program.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def too_many_runs(exc: ActiveRunLimit) -> ApiError:

@@ -8,6 +8,8 @@ it only through the names below; nothing else in sgflow writes a Redis key.
 
 - Sync (workers, CLI): :class:`RunStore`, :class:`BatchStore`, :class:`KeyStore`,
   :class:`ProgramStore`, :class:`ProgramBodies`, :class:`Stats` over ``redis.Redis``.
+- Async (the API): :class:`AsyncRunStore`, :class:`AsyncBatchStore`, :class:`AsyncKeyStore`,
+  :class:`AsyncProgramStore`, :class:`AsyncProgramBodies` over ``redis.asyncio.Redis``.
 - Records: :class:`Run`, :class:`Claim`, :class:`BatchRecord`, :class:`BatchProgress`,
   :class:`ApiKey`, :class:`ProgramInfo`, :class:`StoredProgram`, :data:`Event`,
   :class:`MetricsSnapshot`; :class:`StoreConfig` (prefix, lease, attempts, TTLs, clock).
@@ -19,6 +21,13 @@ Every operation is written once (``sgflow.store.runs``, ``.batches``, …, as ge
 :mod:`sgflow.store.records`, the Lua scripts in :mod:`sgflow.store.lua`.
 """
 
+from sgflow.store.aio import (
+    AsyncBatchStore,
+    AsyncKeyStore,
+    AsyncProgramBodies,
+    AsyncProgramStore,
+    AsyncRunStore,
+)
 from sgflow.store.apikeys import TENANT_PATTERN, ApiKey
 from sgflow.store.batches import STALE_VALIDATING_S, batch_status
 from sgflow.store.config import StoreConfig
@@ -42,7 +51,7 @@ from sgflow.store.records import (
     Claim,
     Run,
 )
-from sgflow.store.runs import Event, Submitted, deadline_error
+from sgflow.store.runs import Event, Submitted, check_event_id, deadline_error
 from sgflow.store.stats import MetricsSnapshot
 from sgflow.store.sync import BatchStore, KeyStore, ProgramBodies, ProgramStore, RunStore, Stats
 
@@ -54,6 +63,11 @@ __all__ = [
     "TENANT_PATTERN",
     "ActiveRunLimit",
     "ApiKey",
+    "AsyncBatchStore",
+    "AsyncKeyStore",
+    "AsyncProgramBodies",
+    "AsyncProgramStore",
+    "AsyncRunStore",
     "BatchProgress",
     "BatchRecord",
     "BatchStore",
@@ -78,6 +92,7 @@ __all__ = [
     "StoredProgram",
     "Submitted",
     "batch_status",
+    "check_event_id",
     "content_hash",
     "deadline_error",
 ]

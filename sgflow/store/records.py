@@ -33,6 +33,8 @@ Keys, under the store's ``prefix`` (default ``sgflow:``):
 ``batches:open``           sorted set   batches not finalized yet, by ``created_at``
 ``batches:deadlines``      sorted set   open batches with a deadline, by ``deadline_at``
 ``workers:<worker>``       string       a live worker, set by its reaper loop with a TTL
+``hub:<id>``               stream       wakes one API process's event hub when it follows a
+                                        new run (capped, expires an hour after its last use)
 ``metrics:runs``           hash         run counters for ``/metrics`` (:mod:`.stats`)
 ``metrics:steps``          hash         step counters for ``/metrics``
 ``metrics:step_latency``   hash         the step-latency histogram
@@ -237,6 +239,10 @@ class Keys:
 
     def program_body(self, program_hash: str) -> str:
         return f"{self.prefix}program-body:{program_hash}"
+
+    def hub(self, hub_id: str) -> str:
+        """The stream an event hub is woken through (see :func:`sgflow.store.runs.nudge`)."""
+        return f"{self.prefix}hub:{hub_id}"
 
     def worker(self, worker_id: str) -> str:
         """A live worker's presence key (set with a TTL by its reaper loop)."""

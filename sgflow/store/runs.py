@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +62,13 @@ __all__ = [
     "heartbeat",
     "is_cancel_requested",
     "mark_batch_line",
+    "nudge",
     "read_events",
     "reap",
     "request_cancel",
     "stale_queued",
     "submit",
+    "wait_events",
 ]
 
 Event = tuple[str, str, dict[str, Any]]  # (event id, kind, data)
@@ -443,6 +445,46 @@ def read_events(
         yield call("xread", {key: after_id}, count=1, block=block_ms)
         entries = yield call("xrange", key, min="(" + after_id, count=count)
     return parse_entries(entries)
+
+
+def wait_events(
+    cfg: StoreConfig,
+    cursors: Mapping[str, str],
+    *,
+    hub: str,
+    hub_cursor: str,
+    block_ms: int,
+    count: int = 100,
+) -> Op[tuple[dict[str, list[Event]], str]]:
+    """One blocking ``XREAD`` over many runs' event streams at once: for each run id of
+    ``cursors``, up to ``count`` (default 100) events after its cursor; waits up to
+    ``block_ms`` when there are none, or until :func:`nudge` wakes the reader ``hub`` (its
+    own stream, read from ``hub_cursor``). Returns the events per run (runs without new
+    events are left out) and the hub's new cursor. Run it on a connection of its own: it
+    holds the connection while it waits (its socket timeout must exceed ``block_ms``)."""
+    k = cfg.keys
+    by_key = {k.events(run_id): run_id for run_id in cursors}
+    streams = {k.events(run_id): check_event_id(after) for run_id, after in cursors.items()}
+    streams[k.hub(hub)] = hub_cursor
+    reply = yield call("xread", streams, count=count, block=block_ms)
+    found: dict[str, list[Event]] = {}
+    pairs = reply.items() if isinstance(reply, dict) else (reply or [])
+    for key, entries in pairs:
+        name = as_str(key)
+        if name == k.hub(hub):
+            hub_cursor = as_str(entries[-1][0]) if entries else hub_cursor
+        elif name in by_key and entries:
+            found[by_key[name]] = parse_entries(entries)
+    return found, hub_cursor
+
+
+def nudge(cfg: StoreConfig, hub: str) -> Op[None]:
+    """Wake a :func:`wait_events` that reads as ``hub``: it returns at once, so its caller
+    can read again with a new set of runs."""
+    key = cfg.keys.hub(hub)
+    yield Pipe(
+        [call("xadd", key, {"n": "1"}, maxlen=16, approximate=True), call("expire", key, 3600)]
+    )
 
 
 def parse_entries(entries: Any) -> list[Event]:

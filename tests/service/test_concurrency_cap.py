@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 
 from sgflow.service import KeyStore, Settings, create_app
 from tests.service.conftest import REDIS_URL, ServerThread, error_of
@@ -34,21 +35,23 @@ class CommandLog:
             self.names += [str(c[0]).upper() for c in commands]
 
 
-def counting_client(log: CommandLog) -> redis.Redis:
-    class Counting(redis.Connection):
-        def send_command(self, *args: Any, **kwargs: Any) -> None:
+def counting_client(log: CommandLog) -> redis.asyncio.Redis:
+    """An async client (the API's kind) whose connections log every command they send."""
+
+    class Counting(redis.asyncio.Connection):
+        async def send_command(self, *args: Any, **kwargs: Any) -> None:
             log.add([args])
-            super().send_command(*args, **kwargs)
+            await super().send_command(*args, **kwargs)
 
         def pack_commands(self, commands: Any) -> Any:
             commands = list(commands)
             log.add(commands)
             return super().pack_commands(commands)
 
-    pool = redis.ConnectionPool.from_url(
+    pool = redis.asyncio.ConnectionPool.from_url(
         REDIS_URL, connection_class=Counting, decode_responses=True
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 class Api:

@@ -14,6 +14,7 @@ import sgflow.store
 SGFLOW = Path(sgflow.store.__file__).parents[1]
 
 MODULES = [
+    "aio",
     "apikeys",
     "batches",
     "config",
@@ -40,6 +41,11 @@ def test_package_surface() -> None:
         "TENANT_PATTERN",
         "ActiveRunLimit",
         "ApiKey",
+        "AsyncBatchStore",
+        "AsyncKeyStore",
+        "AsyncProgramBodies",
+        "AsyncProgramStore",
+        "AsyncRunStore",
         "BatchProgress",
         "BatchRecord",
         "BatchStore",
@@ -64,6 +70,7 @@ def test_package_surface() -> None:
         "StoredProgram",
         "Submitted",
         "batch_status",
+        "check_event_id",
         "content_hash",
         "deadline_error",
     }
