@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio
 from fastapi import FastAPI
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from sgflow import __version__
 from sgflow.service.errors import install_error_handlers
@@ -73,6 +75,9 @@ def create_app(
             socket_timeout=30,
             max_connections=REDIS_CONNECTIONS,
             timeout=REDIS_POOL_WAIT_S,
+            # what Redis.from_url gives by default, lost when the pool is made here: a
+            # connection broken by a Redis restart is replaced and the command sent again
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), retries=10),
         )
         redis_client = redis.asyncio.Redis(connection_pool=pool)
     client = redis_client

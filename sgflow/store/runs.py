@@ -145,7 +145,8 @@ def submit(
     Returns the new run, or the run the key already names when ``digest`` matches. Raises
     :class:`ActiveRunLimit` when the tenant is at its cap (nothing is created) and
     :class:`IdempotencyConflict` when the key was used with another digest. A constant
-    number of Redis calls, whatever the tenant has stored.
+    number of Redis calls, whatever the tenant has stored. ``run_id`` must be new (made by
+    the caller for this submission).
     """
     replace = False
     while True:
@@ -167,7 +168,9 @@ def submit(
             assert max_active is not None
             raise ActiveRunLimit(tenant, max_active, int(as_str(detail)))
         if outcome != "idempotent":
-            return Submitted(_run_of_flat(detail), created=outcome == "created")
+            # "exists": the id is the caller's fresh one, so this is our own create, answered
+            # once more (a client that resends a command after a broken connection)
+            return Submitted(_run_of_flat(detail), created=True)
         saved = json.loads(as_str(detail))
         if saved["body"] != digest:
             raise IdempotencyConflict()
