@@ -144,6 +144,17 @@ def _metric(api_url: str, name: str) -> float | None:
     return None
 
 
+def _wait_subscribers(api_url: str, want: int, timeout_s: float = 60) -> float | None:
+    """Wait until the API's event hub has ``want`` subscribers (every stream open, every
+    extraction waiting); their number then, or None when the API does not say."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = _metric(api_url, "sgflow_event_subscribers")
+        if seen is None or seen >= want or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.5)
+
+
 # -- the load (a process of its own) ------------------------------------------------------------
 
 
@@ -353,7 +364,7 @@ def run(*, quick: bool, api_env: dict[str, str] | None = None) -> Report:
         progress("load", f"opening {STREAMS} event streams, then {EXTRACTS} waiting extractions")
         loader.start()
         ready = here.recv()
-        subscribers = _metric(c.api_url, "sgflow_event_subscribers")
+        subscribers = _wait_subscribers(c.api_url, STREAMS + EXTRACTS)
         progress("load", f"{ready['connected']} streams in {ready['connect_s']} s; probing")
         cpu2 = cpu_seconds(api_pid)
         loaded = probe(c.api_url, key, runs, seconds=seconds)

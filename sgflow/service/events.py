@@ -91,7 +91,8 @@ class Subscription:
 
     @property
     def last_id(self) -> str:
-        """The id of the last event delivered (or ``after``, before the first)."""
+        """The id of the last event this subscription has read (``after`` before the
+        first); once :meth:`get` has handed out the history, the last one delivered."""
         return _id_of(self.last)
 
     def push(self, event: Event) -> None:
