@@ -42,6 +42,7 @@ from sgflow.store.errors import (
     RunNotFound,
     StoreError,
 )
+from sgflow.store.events import Event, check_event_id
 from sgflow.store.programs import ProgramInfo, StoredProgram, content_hash
 from sgflow.store.records import (
     FINAL_STATUSES,
@@ -51,7 +52,7 @@ from sgflow.store.records import (
     Claim,
     Run,
 )
-from sgflow.store.runs import Event, Submitted, check_event_id, deadline_error
+from sgflow.store.runs import Submitted, deadline_error
 from sgflow.store.stats import MetricsSnapshot
 from sgflow.store.sync import BatchStore, KeyStore, ProgramBodies, ProgramStore, RunStore, Stats
 

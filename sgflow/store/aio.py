@@ -16,13 +16,24 @@ from typing import Any
 
 import redis.asyncio
 
-from sgflow.store import apikeys, batches, idempotency, listing, presence, programs, runs, stats
+from sgflow.store import (
+    apikeys,
+    batches,
+    events,
+    idempotency,
+    listing,
+    presence,
+    programs,
+    runs,
+    stats,
+)
 from sgflow.store.apikeys import ApiKey
 from sgflow.store.config import StoreConfig
+from sgflow.store.events import Event
 from sgflow.store.ops import AsyncRunner
 from sgflow.store.programs import ProgramInfo, PutOutcome, StoredProgram
 from sgflow.store.records import BatchProgress, BatchRecord, Run
-from sgflow.store.runs import Event, Submitted
+from sgflow.store.runs import Submitted
 
 __all__ = [
     "AsyncBatchStore",
@@ -114,7 +125,7 @@ class AsyncRunStore:
         self, run_id: str, after_id: str = "0-0", count: int = 100
     ) -> list[Event]:
         """Events after ``after_id`` (never blocks: waiting is the event hub's job)."""
-        return await self._run(runs.read_events(self.config, run_id, after_id, None, count))
+        return await self._run(events.read_events(self.config, run_id, after_id, None, count))
 
     async def wait_events(
         self,
@@ -126,13 +137,13 @@ class AsyncRunStore:
         count: int = 100,
     ) -> tuple[dict[str, list[Event]], str]:
         return await self._run(
-            runs.wait_events(
+            events.wait_events(
                 self.config, cursors, hub=hub, hub_cursor=hub_cursor, block_ms=block_ms, count=count
             )
         )
 
     async def nudge(self, hub: str) -> None:
-        await self._run(runs.nudge(self.config, hub))
+        await self._run(events.nudge(self.config, hub))
 
     async def list_runs(
         self,

@@ -241,7 +241,7 @@ class Keys:
         return f"{self.prefix}program-body:{program_hash}"
 
     def hub(self, hub_id: str) -> str:
-        """The stream an event hub is woken through (see :func:`sgflow.store.runs.nudge`)."""
+        """The stream an event hub is woken through (see :func:`sgflow.store.events.nudge`)."""
         return f"{self.prefix}hub:{hub_id}"
 
     def worker(self, worker_id: str) -> str:

@@ -3,7 +3,7 @@
 Celery's message only says "start this run"; the record here is the truth. A worker
 :func:`claim`\\ s a run (lease + attempt counter), :func:`heartbeat`\\ s the lease, and passes
 its :class:`~sgflow.store.records.Claim` to every write, which is refused once another
-attempt holds the run (fencing); the reaper (:func:`reap`) requeues runs whose lease expired
+attempt holds the run (fencing); the reaper (:mod:`sgflow.store.reaper`) requeues runs whose lease expired
 and fails them with ``run.max_attempts`` once they have used their attempts.
 
 Every operation that changes state is one Lua script (:mod:`sgflow.store.lua`), atomic in
@@ -16,8 +16,7 @@ document the same calls as methods.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,6 @@ from sgflow.store.records import (
 )
 
 __all__ = [
-    "Event",
     "Submitted",
     "active_runs",
     "append_event",
@@ -55,24 +53,15 @@ __all__ = [
     "create",
     "create_many",
     "deadline_error",
-    "expire_deadlines",
-    "expired_leases",
     "finish",
     "get",
     "heartbeat",
     "is_cancel_requested",
     "mark_batch_line",
-    "nudge",
-    "read_events",
-    "reap",
     "request_cancel",
-    "stale_queued",
     "submit",
-    "wait_events",
+    "terminal_keys",
 ]
-
-Event = tuple[str, str, dict[str, Any]]  # (event id, kind, data)
-_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 
 
 # -- lifecycle ----------------------------------------------------------------------------------
@@ -96,7 +85,7 @@ def create(
     created it: ids must come from the service (unguessable), never from clients.
     ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any;
     ``deadline_at`` (epoch seconds) when the run must be done by, if ever: past it, a
-    queued run is failed with ``run.deadline_exceeded`` (by :func:`claim` or :func:`reap`)
+    queued run is failed with ``run.deadline_exceeded`` (by :func:`claim` or the reaper)
     and a running one by its worker. The run does not count against its tenant's
     concurrency cap (see :func:`submit`).
     """
@@ -267,7 +256,7 @@ def claim(cfg: StoreConfig, run_id: str, worker: str) -> Op[Claim | None]:
     Raises :class:`RunNotFound`.
     """
     now = cfg.clock()
-    keys = yield from _terminal_keys(cfg, run_id)
+    keys = yield from terminal_keys(cfg, run_id)
     outcome, attempt = yield Eval(
         cfg.scripts.claim,
         keys=keys,
@@ -320,7 +309,7 @@ def finish(
     """
     if status not in FINAL_STATUSES:
         raise ValueError(f"finish needs one of {sorted(FINAL_STATUSES)}, not {status!r}")
-    keys = yield from _terminal_keys(cfg, claim.run_id)
+    keys = yield from terminal_keys(cfg, claim.run_id)
     outcome = as_str(
         (
             yield Eval(
@@ -350,7 +339,7 @@ def request_cancel(cfg: StoreConfig, run_id: str) -> Op[str]:
     ``"requested"`` if running (the worker polls :func:`is_cancel_requested` between steps
     and finishes as cancelled), ``"finished"`` if it already ended (nothing changes).
     Raises :class:`RunNotFound`."""
-    keys = yield from _terminal_keys(cfg, run_id)
+    keys = yield from terminal_keys(cfg, run_id)
     outcome = as_str(
         (
             yield Eval(
@@ -419,86 +408,6 @@ def append_event(cfg: StoreConfig, target: Claim | str, kind: str, data: dict[st
     return as_str(event_id)
 
 
-def check_event_id(event_id: str) -> str:
-    """``event_id`` if it is a stream id (``<ms>`` or ``<ms>-<seq>``); raises
-    ``ValueError`` otherwise."""
-    if not _STREAM_ID.fullmatch(event_id):
-        raise ValueError(f"{event_id[:40]!r} is not an event id")
-    return event_id
-
-
-def read_events(
-    cfg: StoreConfig,
-    run_id: str,
-    after_id: str = "0-0",
-    block_ms: int | None = None,
-    count: int = 100,
-) -> Op[list[Event]]:
-    """Up to ``count`` (default 100) events after ``after_id`` (exclusive; pass
-    ``Last-Event-ID``), oldest first. If there are none yet, waits up to ``block_ms`` for
-    one (default ``None``: no wait; ``0`` waits for ever) on the connection it runs on;
-    the client's socket timeout must exceed it. Raises ``ValueError`` for a malformed
-    ``after_id``."""
-    check_event_id(after_id)
-    key = cfg.keys.events(run_id)
-    entries: Any = yield call("xrange", key, min="(" + after_id, count=count)
-    if not entries and block_ms is not None:
-        # XREAD only to wait: its reply's shape differs between redis-py versions and
-        # RESP2/RESP3, XRANGE's does not
-        yield call("xread", {key: after_id}, count=1, block=block_ms)
-        entries = yield call("xrange", key, min="(" + after_id, count=count)
-    return parse_entries(entries)
-
-
-def wait_events(
-    cfg: StoreConfig,
-    cursors: Mapping[str, str],
-    *,
-    hub: str,
-    hub_cursor: str,
-    block_ms: int,
-    count: int = 100,
-) -> Op[tuple[dict[str, list[Event]], str]]:
-    """One blocking ``XREAD`` over many runs' event streams at once: for each run id of
-    ``cursors``, up to ``count`` (default 100) events after its cursor; waits up to
-    ``block_ms`` when there are none, or until :func:`nudge` wakes the reader ``hub`` (its
-    own stream, read from ``hub_cursor``). Returns the events per run (runs without new
-    events are left out) and the hub's new cursor. Run it on a connection of its own: it
-    holds the connection while it waits (its socket timeout must exceed ``block_ms``)."""
-    k = cfg.keys
-    by_key = {k.events(run_id): run_id for run_id in cursors}
-    streams = {k.events(run_id): check_event_id(after) for run_id, after in cursors.items()}
-    streams[k.hub(hub)] = hub_cursor
-    reply = yield call("xread", streams, count=count, block=block_ms)
-    found: dict[str, list[Event]] = {}
-    pairs = reply.items() if isinstance(reply, dict) else (reply or [])
-    for key, entries in pairs:
-        name = as_str(key)
-        if name == k.hub(hub):
-            hub_cursor = as_str(entries[-1][0]) if entries else hub_cursor
-        elif name in by_key and entries:
-            found[by_key[name]] = parse_entries(entries)
-    return found, hub_cursor
-
-
-def nudge(cfg: StoreConfig, hub: str) -> Op[None]:
-    """Wake a :func:`wait_events` that reads as ``hub``: it returns at once, so its caller
-    can read again with a new set of runs."""
-    key = cfg.keys.hub(hub)
-    yield Pipe(
-        [call("xadd", key, {"n": "1"}, maxlen=16, approximate=True), call("expire", key, 3600)]
-    )
-
-
-def parse_entries(entries: Any) -> list[Event]:
-    """Stream entries ``[(id, {kind, data})]`` (XRANGE's or XREAD's) as events."""
-    out: list[Event] = []
-    for event_id, fields in entries:
-        f = {as_str(a): as_str(b) for a, b in fields.items()}
-        out.append((as_str(event_id), f["kind"], json.loads(f["data"])))
-    return out
-
-
 # -- reading ------------------------------------------------------------------------------------
 
 
@@ -509,87 +418,6 @@ def get(cfg: StoreConfig, run_id: str, *, tenant: str | None = None) -> Op[Run |
         return None
     run = Run.from_hash({as_str(a): as_str(b) for a, b in raw.items()})
     return None if tenant is not None and run.tenant != tenant else run
-
-
-# -- the reaper ---------------------------------------------------------------------------------
-
-
-def expired_leases(cfg: StoreConfig, now: float | None = None) -> Op[list[str]]:
-    """Ids of running runs whose lease ended at or before ``now`` (default: the clock)."""
-    now = cfg.clock() if now is None else now
-    ids = yield call("zrangebyscore", cfg.keys.running, "-inf", repr(now))
-    return [as_str(x) for x in ids]
-
-
-def stale_queued(cfg: StoreConfig, older_than_s: float, now: float | None = None) -> Op[list[str]]:
-    """Ids queued for longer than ``older_than_s``: their Celery message may be lost
-    (a crash between ``create`` and the send), so the reaper may send it again."""
-    now = cfg.clock() if now is None else now
-    ids = yield call("zrangebyscore", cfg.keys.queued, "-inf", repr(now - older_than_s))
-    return [as_str(x) for x in ids]
-
-
-def reap(cfg: StoreConfig, now: float | None = None) -> Op[list[tuple[str, str]]]:
-    """Deal with every expired lease: ``(id, "requeued")`` (the caller re-enqueues its
-    message), ``(id, "failed")`` once it used ``max_attempts`` (``run.max_attempts``),
-    ``(id, "cancelled")`` if its cancellation was requested, or
-    ``(id, "deadline_exceeded")`` past its deadline; then fails the queued runs past
-    their deadline (:func:`expire_deadlines`). Each run is rechecked atomically, so a
-    heartbeat that arrived in between wins."""
-    now = cfg.clock() if now is None else now
-    done: list[tuple[str, str]] = []
-    for run_id in (yield from expired_leases(cfg, now)):
-        keys = yield from _terminal_keys(cfg, run_id)
-        outcome = as_str(
-            (
-                yield Eval(
-                    cfg.scripts.reap,
-                    keys=keys,
-                    args=[
-                        run_id,
-                        repr(now),
-                        cfg.max_attempts,
-                        cfg.result_ttl_s,
-                        dumps(MaxAttemptsExceeded(run_id, cfg.max_attempts).to_dict()),
-                        dumps(deadline_error(run_id)),
-                    ],
-                )
-            )
-        )
-        if outcome != "skipped":
-            done.append((run_id, outcome))
-        if outcome in ("failed", "cancelled", "deadline_exceeded"):
-            yield from stats.run_finished(
-                cfg.keys, "cancelled" if outcome == "cancelled" else "failed"
-            )
-    return done + (yield from expire_deadlines(cfg, now))
-
-
-def expire_deadlines(cfg: StoreConfig, now: float | None = None) -> Op[list[tuple[str, str]]]:
-    """Fail every run still queued at or past its deadline with
-    ``run.deadline_exceeded``: ``[(id, "deadline_exceeded")]``. Runs past their deadline
-    leave the ``deadlines`` index whatever their state (a running run checks its deadline
-    itself, and :func:`claim` and :func:`reap` check it before running it again)."""
-    now = cfg.clock() if now is None else now
-    k = cfg.keys
-    due = [as_str(x) for x in (yield call("zrangebyscore", k.deadlines, "-inf", repr(now)))]
-    done: list[tuple[str, str]] = []
-    for run_id in due:
-        keys = yield from _terminal_keys(cfg, run_id)
-        outcome = as_str(
-            (
-                yield Eval(
-                    cfg.scripts.expire_queued,
-                    keys=keys,
-                    args=[run_id, repr(now), cfg.result_ttl_s, dumps(deadline_error(run_id))],
-                )
-            )
-        )
-        yield call("zrem", k.deadlines, run_id)
-        if outcome == "deadline_exceeded":
-            done.append((run_id, outcome))
-            yield from stats.run_finished(k, "failed")
-    return done
 
 
 # -- batch lines --------------------------------------------------------------------------------
@@ -620,7 +448,8 @@ def batch_progress(cfg: StoreConfig, batch_id: str) -> Op[BatchProgress]:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _terminal_keys(cfg: StoreConfig, run_id: str) -> Op[list[str]]:
+def terminal_keys(cfg: StoreConfig, run_id: str) -> Op[list[str]]:
+    """The KEYS of a script that may finish ``run_id`` (:meth:`Keys.terminal`)."""
     # parent never changes after create, so reading it first is safe
     parent = yield call("hget", cfg.keys.run(run_id), "parent")
     return cfg.keys.terminal(run_id, as_str(parent) if parent else None)

@@ -14,13 +14,25 @@ from typing import Any
 
 import redis
 
-from sgflow.store import apikeys, batches, idempotency, listing, presence, programs, runs, stats
+from sgflow.store import (
+    apikeys,
+    batches,
+    events,
+    idempotency,
+    listing,
+    presence,
+    programs,
+    reaper,
+    runs,
+    stats,
+)
 from sgflow.store.apikeys import ApiKey
 from sgflow.store.config import StoreConfig
+from sgflow.store.events import Event
 from sgflow.store.ops import SyncRunner
 from sgflow.store.programs import ProgramInfo, PutOutcome, StoredProgram
 from sgflow.store.records import BatchProgress, BatchRecord, Claim, FinalStatus, Run
-from sgflow.store.runs import Event, Submitted
+from sgflow.store.runs import Submitted
 
 __all__ = ["BatchStore", "KeyStore", "ProgramBodies", "ProgramStore", "RunStore", "Stats"]
 
@@ -202,7 +214,7 @@ class RunStore:
         block_ms: int | None = None,
         count: int = 100,
     ) -> list[Event]:
-        return self._run(runs.read_events(self.config, run_id, after_id, block_ms, count))
+        return self._run(events.read_events(self.config, run_id, after_id, block_ms, count))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -228,16 +240,16 @@ class RunStore:
     # -- the reaper ------------------------------------------------------------------------------
 
     def expired_leases(self, now: float | None = None) -> list[str]:
-        return self._run(runs.expired_leases(self.config, now))
+        return self._run(reaper.expired_leases(self.config, now))
 
     def stale_queued(self, older_than_s: float, now: float | None = None) -> list[str]:
-        return self._run(runs.stale_queued(self.config, older_than_s, now))
+        return self._run(reaper.stale_queued(self.config, older_than_s, now))
 
     def reap(self, now: float | None = None) -> list[tuple[str, str]]:
-        return self._run(runs.reap(self.config, now))
+        return self._run(reaper.reap(self.config, now))
 
     def expire_deadlines(self, now: float | None = None) -> list[tuple[str, str]]:
-        return self._run(runs.expire_deadlines(self.config, now))
+        return self._run(reaper.expire_deadlines(self.config, now))
 
     # -- batch lines -----------------------------------------------------------------------------
 
