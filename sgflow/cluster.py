@@ -189,7 +189,7 @@ class Cluster:
     def create_key(self, tenant: str, *, name: str = "sgflow") -> str:
         import redis
 
-        from sgflow.service.keys import KeyStore
+        from sgflow.store import KeyStore
 
         client = redis.Redis.from_url(self.redis_url, decode_responses=True)
         try:

@@ -424,19 +424,29 @@ def redis_warnings(client: _ConfigClient) -> list[str]:
     found: dict[str, str] = {}
     try:
         for name in ("appendonly", "maxmemory-policy"):
-            raw = client.config_get(name) or {}
-            for key, value in raw.items():
-                k = key.decode() if isinstance(key, bytes) else str(key)
-                found[k] = value.decode() if isinstance(value, bytes) else str(value)
+            found.update(_config_strings(client.config_get(name)))
     except redis.ResponseError as exc:
         return [f"cannot read Redis's persistence settings (CONFIG GET refused: {exc})"]
+    return durability_problems(found)
+
+
+def _config_strings(raw: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (raw or {}).items():
+        k = key.decode() if isinstance(key, bytes) else str(key)
+        out[k] = value.decode() if isinstance(value, bytes) else str(value)
+    return out
+
+
+def durability_problems(config: Mapping[str, str]) -> list[str]:
+    """:func:`redis_warnings` from Redis's ``appendonly`` and ``maxmemory-policy`` values."""
     out = []
-    if found.get("appendonly", "no") != "yes":
+    if config.get("appendonly", "no") != "yes":
         out.append(
             "Redis runs without AOF (appendonly no): runs accepted since its last snapshot are "
             "lost if it restarts; production needs --appendonly yes"
         )
-    policy = found.get("maxmemory-policy", "noeviction")
+    policy = config.get("maxmemory-policy", "noeviction")
     if policy != "noeviction":
         out.append(
             f"Redis evicts keys under memory pressure (maxmemory-policy {policy}): run records "

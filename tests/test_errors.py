@@ -15,7 +15,7 @@ from sgflow.errors import CODES, SgflowError, as_pointer, codes_table
 from sgflow.grammars.errors import GrammarError
 from sgflow.programs.errors import ProgramError, RunError
 from sgflow.service.errors import ApiError
-from sgflow.workers.errors import InvalidCursor, LeaseLost, MaxAttemptsExceeded, StoreError
+from sgflow.store import InvalidCursor, LeaseLost, MaxAttemptsExceeded, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "sgflow").rglob("*.py"))

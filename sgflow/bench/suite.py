@@ -30,6 +30,7 @@ SCENARIOS: dict[str, str] = {
     "grammars": "compile time of the grammar library and JSONSchemaBench schemas",
     "coverage": "JSONSchemaBench declared/empirical coverage and compliance",
     "peers": "the same extraction on sgflow, llama-cpp-python and Outlines",
+    "load": "GET /v1/runs/{id} with 1,000 open event streams and 100 waiting extractions",
 }
 
 

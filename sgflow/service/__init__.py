@@ -6,15 +6,17 @@
   ``{"error": {"code", "message", "field", "limit", "hint"}}``
 - :class:`KeyStore`, :class:`ApiKey`: tenants' API keys, stored hashed
 - :class:`ProgramStore`, :class:`StoredProgram`: programs as immutable ``name@version``
+
+(the stores are :mod:`sgflow.store`'s, re-exported here: the service reads and writes Redis
+only through that package)
 - :class:`Tenant`: who is calling
 """
 
 from sgflow.service.app import create_app
 from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError
-from sgflow.service.keys import ApiKey, KeyStore
-from sgflow.service.program_store import ProgramInfo, ProgramStore, StoredProgram
 from sgflow.settings import Settings
+from sgflow.store import ApiKey, KeyStore, ProgramInfo, ProgramStore, StoredProgram
 
 __all__ = [
     "ApiError",

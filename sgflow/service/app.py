@@ -1,47 +1,48 @@
 """The FastAPI application: ``create_app(settings)`` wires settings, Redis, the stores, the
-error handlers, the middleware, health checks and the ``/v1`` routers.
+event hub, the error handlers, the middleware, health checks and the ``/v1`` routers.
 
-Routes are plain ``def`` functions: they call Redis through the sync client and the static
-checker (CPU-bound, up to the grammar compile limit), and FastAPI runs them in its thread
-pool, so neither blocks the event loop.
+Routes are ``async def``: Redis through the async stores of :mod:`sgflow.store`, waiting
+(event streams, ``/v1/extract``) on the event hub, and the CPU-bound work (the static
+checker, validation) in a bounded thread pool (:mod:`sgflow.service.offload`), so a request
+that waits never holds a thread and a heavy one cannot stall the loop.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
+import redis.asyncio
 from fastapi import FastAPI
-from prometheus_client.registry import CollectorRegistry
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from sgflow import __version__
 from sgflow.service.errors import install_error_handlers
-from sgflow.service.health import (
-    durability_check,
-    engines_check,
-    redis_check,
-    workers_check,
-)
+from sgflow.service.events import BLOCK_MS, EventHub
+from sgflow.service.health import durability_check, engines_check, redis_check, workers_check
 from sgflow.service.health import router as health_router
-from sgflow.service.keys import KeyStore
-from sgflow.service.metrics import SgflowCollector
 from sgflow.service.metrics import router as metrics_router
 from sgflow.service.middleware import (
     BodySizeLimitMiddleware,
     JsonBodyMiddleware,
     RequestContextMiddleware,
 )
-from sgflow.service.program_store import ProgramStore
 from sgflow.service.routes import api_router
 from sgflow.service.runs import RunSubmitter
 from sgflow.settings import Settings, apply
+from sgflow.store import AsyncKeyStore, AsyncProgramBodies, AsyncProgramStore, AsyncRunStore
 from sgflow.workers.celery_app import celery_from
-from sgflow.workers.runner import ProgramBodies
-from sgflow.workers.store import RunStore
 
-__all__ = ["create_app"]
+__all__ = ["REDIS_CONNECTIONS", "REDIS_POOL_WAIT_S", "create_app"]
+
+# An API process's Redis connections (besides the event hub's one): enough for hundreds of
+# requests in flight, each holding one for a command's round trip. Past it a request waits
+# (up to REDIS_POOL_WAIT_S) instead of failing, as redis-py's default pool would.
+REDIS_CONNECTIONS = 64
+REDIS_POOL_WAIT_S = 20.0
 
 log = logging.getLogger("sgflow.service")
 
@@ -54,17 +55,19 @@ is a JSON pointer into the request body.
 
 
 def create_app(
-    settings: Settings | None = None, redis_client: redis.Redis | None = None
+    settings: Settings | None = None, redis_client: redis.asyncio.Redis | None = None
 ) -> FastAPI:
     """The API application.
 
     ``settings`` default ``Settings()`` (the environment), which is then also applied to the
     process (:func:`sgflow.settings.apply`: the grammar limits), as ``sgflow serve``'s
-    factory call is its start-up. ``redis_client`` (default: one
-    made from ``settings.redis_url``, with ``decode_responses=True``, closed at shutdown) is
-    any sync ``redis.Redis``; a client passed in is left open. Raises ``ValueError`` when
-    there is neither a client nor ``settings.redis_url`` (``sgflow up`` starts an embedded
-    Redis and passes its URL).
+    factory call is its start-up. ``redis_client`` (default: one made from
+    ``settings.redis_url``, with ``decode_responses=True`` and a pool of
+    :data:`REDIS_CONNECTIONS` connections that a request waits for when all are busy,
+    closed at shutdown) is a ``redis.asyncio.Redis``, used in the event loop that serves the
+    app; a client passed in is left open. The event hub gets a client of its own, with the
+    same connection settings. Raises ``ValueError`` when there is neither a client nor
+    ``settings.redis_url`` (``sgflow up`` starts an embedded Redis and passes its URL).
     """
     if settings is None:
         settings = apply(Settings())
@@ -76,16 +79,29 @@ def create_app(
             raise ValueError(
                 "no Redis: set REDIS_URL, or start with `sgflow up`, which runs an embedded one"
             )
-        redis_client = redis.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=30,
+            max_connections=REDIS_CONNECTIONS,
+            timeout=REDIS_POOL_WAIT_S,
+            # what Redis.from_url gives by default, lost when the pool is made here: a
+            # connection broken by a Redis restart is replaced and the command sent again
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=1), retries=10),
         )
+        redis_client = redis.asyncio.Redis(connection_pool=pool)
     client = redis_client
+    runs = AsyncRunStore(client, prefix=settings.redis_prefix, result_ttl_s=settings.result_ttl_s)
+    hub = EventHub(runs, _blocking_client(client))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _tune_gc()
         yield
+        await hub.close()
         if owned:
-            client.close()
+            await client.aclose()
 
     app = FastAPI(
         title="sgflow",
@@ -95,22 +111,21 @@ def create_app(
     )
     app.state.settings = settings
     app.state.redis = client
-    app.state.keys = KeyStore(client, prefix=settings.redis_prefix)
-    app.state.programs = ProgramStore(client, prefix=settings.redis_prefix)
-    app.state.runs = RunStore(
-        client, prefix=settings.redis_prefix, result_ttl_s=settings.result_ttl_s
-    )
+    app.state.keys = AsyncKeyStore(client, prefix=settings.redis_prefix)
+    app.state.programs = AsyncProgramStore(client, prefix=settings.redis_prefix)
+    app.state.runs = runs
+    app.state.hub = hub
     app.state.submitter = RunSubmitter(
-        store=app.state.runs,
-        bodies=ProgramBodies(client, prefix=settings.redis_prefix),
+        store=runs,
+        bodies=AsyncProgramBodies(client, prefix=settings.redis_prefix),
         programs=app.state.programs,
         celery=celery_from(settings),
         max_active_runs=settings.max_concurrent_runs_per_tenant,
     )
     app.state.ready_checks = [
-        redis_check(client),
+        redis_check(runs),
         engines_check(settings.engine_urls, timeout_s=settings.engine_health_timeout_s),
-        workers_check(client, prefix=settings.redis_prefix),
+        workers_check(runs),
     ]
     if settings.router_url:
         app.state.ready_checks.append(
@@ -119,12 +134,6 @@ def create_app(
             )
         )
     app.state.ready_checks.append(durability_check(client))
-    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
-    app.state.metrics_registry.register(
-        SgflowCollector(
-            app.state.runs, settings.engine_urls, engine_timeout_s=settings.engine_health_timeout_s
-        )
-    )
     install_error_handlers(app)
     # the last added runs first: request ids and the catch-all wrap the size limit, which
     # wraps the JSON bounds (a body is counted before it is parsed)
@@ -140,3 +149,38 @@ def create_app(
     app.include_router(metrics_router)
     app.include_router(api_router)
     return app
+
+
+_GC_FULL_EVERY = 100  # gen-1 collections between full ones (CPython's default: 10)
+_gc_tuned = False
+
+
+def _tune_gc() -> None:
+    """Keep the garbage collector's full passes off the request path, once per process.
+
+    A full collection walks every tracked object and stops the event loop while it does. At
+    start-up there are ~425,000 (imports: the checker pulls in sglang and xgrammar), and
+    1,000 open event streams add ~330,000: full passes took 200-700 ms, every few seconds
+    under load (``sgflow bench load``). What exists at start-up is frozen (never walked
+    again), and a full pass waits for 100 generation-1 passes instead of 10: short-lived
+    garbage is still collected young, only the rare full walk is rarer."""
+    global _gc_tuned
+    if not _gc_tuned:
+        _gc_tuned = True
+        gc.collect()
+        gc.freeze()
+        gen0, gen1, _ = gc.get_threshold()
+        gc.set_threshold(gen0, gen1, _GC_FULL_EVERY)
+
+
+def _blocking_client(client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    """A client like ``client`` (same server, options, connection class) with one
+    connection whose socket timeout outlasts the hub's blocking reads."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["socket_timeout"] = BLOCK_MS / 1000 + 10
+    return redis.asyncio.Redis(
+        connection_pool=redis.asyncio.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=1, **kwargs
+        )
+    )

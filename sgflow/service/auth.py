@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fastapi.security import HTTPBearer
 
 from sgflow.service.errors import ApiError
-from sgflow.service.keys import KeyStore
+from sgflow.store import AsyncKeyStore
 
 __all__ = ["Tenant", "authenticate", "bearer_scheme"]
 
@@ -34,7 +34,7 @@ class Tenant:
     key_id: str
 
 
-def authenticate(keys: KeyStore, authorization: str | None) -> Tenant:
+async def authenticate(keys: AsyncKeyStore, authorization: str | None) -> Tenant:
     """The tenant of a valid ``Authorization`` header value.
 
     Raises :class:`ApiError` 401 ``auth.missing`` without a header, 401 ``auth.invalid`` for
@@ -51,7 +51,7 @@ def authenticate(keys: KeyStore, authorization: str | None) -> Tenant:
             headers=_CHALLENGE,
         )
     scheme, _, secret = authorization.strip().partition(" ")
-    key = keys.verify_key(secret.strip()) if scheme.lower() == "bearer" else None
+    key = await keys.verify_key(secret.strip()) if scheme.lower() == "bearer" else None
     if key is None:
         raise ApiError(
             401,

@@ -3,7 +3,7 @@
 The semantics are OpenAI's Batch API. A batch is validated whole before anything is stored
 (unique ``custom_id``\\ s, every line's inputs against the program's schema, at most
 ``max_batch_size`` lines; the body itself at most ``max_batch_bytes``); then its records
-are written in bulk (:meth:`~sgflow.workers.batches.BatchStore.add_lines`: the runs of 500
+are written in bulk (:meth:`~sgflow.store.BatchStore.add_lines`: the runs of 500
 lines per Redis pipeline), the batch becomes ``in_progress`` and one Celery message,
 ``sgflow.batch_start``, goes to the workers, before the 202. That worker task warms the
 program's shared prefix on the engine (best effort) and then sends one message per line: a
@@ -15,7 +15,7 @@ Statuses: ``validating`` (lines being created) → ``in_progress`` → ``finaliz
 final, the batch's end not written yet) → ``completed``; or ``failed`` (creation failed),
 ``cancelling`` → ``cancelled``, ``expired`` (the deadline cut lines off; they count as
 failed). The records, the expiry, the finalization (final status, ``*_at`` timestamp, TTL)
-and the workers' sweep live in :mod:`sgflow.workers.batches`, shared with the workers; this
+and the workers' sweep live in :mod:`sgflow.store.batches`, shared with the workers; this
 module adds what only the API does.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,30 +33,17 @@ from sgflow.programs.compiler import program_hash
 from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.errors import ApiError
+from sgflow.service.offload import run_cpu
 from sgflow.service.runs import RunSubmitter
-from sgflow.workers.batches import (
-    TASK_START,
-    BatchRecord,
-    BatchStore,
-    batch_status,
-    cancel_unfinished,
-    fail_batch,
-    finalize,
-    refresh_batch,
-)
-from sgflow.workers.celery_app import queue_name
-from sgflow.workers.records import BatchProgress
-from sgflow.workers.records import as_str as _s
+from sgflow.store import AsyncBatchStore, BatchProgress, BatchRecord, batch_status
 
 __all__ = [
     "BATCH_STATUSES",
     "BatchLine",
     "BatchRecord",
-    "BatchStore",
     "batch_status",
     "batch_view",
     "cancel_batch",
-    "refresh_batch",
     "result_rows",
     "submit_batch",
 ]
@@ -161,7 +148,9 @@ def parse_lines(items: Any) -> list[BatchLine]:
     return out
 
 
-def _check_inputs(program: Program, lines: list[BatchLine]) -> None:
+def _checked(program: Program, lines: list[BatchLine]) -> tuple[str, dict[str, Any]]:
+    """The program's hash and body, once every line's inputs are valid (422 with the first
+    bad line's pointer otherwise)."""
     for i, line in enumerate(lines):
         problems = validation_errors(line.inputs, program.inputs, limit=1)
         if problems:
@@ -173,11 +162,12 @@ def _check_inputs(program: Program, lines: list[BatchLine]) -> None:
                 f"{problems[0]['message']}",
                 field=f"/inputs/{i}/inputs{pointer}",
             )
+    return program_hash(program), program.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def submit_batch(
+async def submit_batch(
     submitter: RunSubmitter,
-    batches: BatchStore,
+    batches: AsyncBatchStore,
     tenant: Tenant,
     *,
     program: Any,
@@ -216,15 +206,14 @@ def submit_batch(
             field="/deadline_s",
             limit=_MAX_DEADLINE_S,
         )
-    lines = parse_lines(items)
-    resolved, label = submitter.resolve_program(tenant, program)
-    _check_inputs(resolved, lines)
+    lines = await run_cpu(parse_lines, items)
+    resolved, label = await submitter.resolve_program(tenant, program)
     # the body is stored once by its hash, so every line runs the version resolved now
-    phash = program_hash(resolved)
-    submitter.bodies.put(phash, resolved.model_dump(mode="json", by_alias=True, exclude_none=True))
+    phash, dumped = await run_cpu(_checked, resolved, lines)
+    await submitter.bodies.put(phash, dumped)
     batch_id = "batch_" + uuid.uuid4().hex
     deadline_at = None if deadline_s is None else time.time() + float(deadline_s)
-    record = batches.create(
+    record = await batches.create(
         batch_id=batch_id,
         tenant=tenant.name,
         program=label,
@@ -233,39 +222,32 @@ def submit_batch(
         deadline_at=deadline_at,
     )
     try:
-        batches.add_lines(
+        await batches.add_lines(
             record,
             [(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
             priority=priority,
         )
-        batches.start(batch_id)
-        if _s(batches.redis.hget(batches.key(batch_id), "cancelled")) == "1":
-            cancel_unfinished(batches, batch_id)  # cancelled while its lines were created
+        await batches.start(batch_id)
+        if await batches.is_cancelled(batch_id):
+            await batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
     except Exception as exc:
         err = (
             exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
         )
-        fail_batch(batches, batch_id, err.to_body()["error"], total=len(lines))
+        await batches.fail(batch_id, err.to_body()["error"], total=len(lines))
         raise
-    submitter.celery.send_task(
-        TASK_START, args=[batch_id], queue=queue_name(batches.prefix), priority=priority
-    )
-    return batches.get(batch_id) or record
+    await submitter.send_batch_start(batch_id, priority=priority)
+    return await batches.get(batch_id) or record
 
 
 # -- cancellation and results -------------------------------------------------------------------
 
 
-def cancel_batch(batches: BatchStore, record: BatchRecord) -> None:
+async def cancel_batch(batches: AsyncBatchStore, record: BatchRecord) -> None:
     """Cancel the lines not final yet (queued ones at once, running ones between steps);
     finished lines keep their results. The batch is ``cancelling`` until every line is
     final, then ``cancelled``. A batch already over is left as it is."""
-    record, progress = refresh_batch(batches, record)
-    if batch_status(record, progress) not in ("validating", "in_progress"):
-        return
-    batches.update(record.id, cancelled="1", cancelling_at=repr(time.time()))
-    cancel_unfinished(batches, record.id)
-    finalize(batches, record.id)
+    await batches.cancel(record)
 
 
 _LINE_ERRORS = {
@@ -274,25 +256,18 @@ _LINE_ERRORS = {
 }
 
 
-def result_rows(batches: BatchStore, batch_id: str) -> Iterator[str]:
+async def result_rows(batches: AsyncBatchStore, batch_id: str) -> AsyncIterator[str]:
     """The results as JSONL, one line per input in input order: ``{"custom_id", "run_id",
     "status"}`` plus ``output`` (succeeded) or ``error: {code, message}`` (failed, cancelled,
     expired); lines not final yet have the status ``in_progress``."""
-    runs = batches.runs
-    for page in batches.pages(batch_id):
-        ids = [run_id for _, run_id in page]
-        marked = batches.redis.hmget(runs.keys.batch_lines(batch_id), ids)
-        pipe = batches.redis.pipeline()
-        for run_id in ids:
-            pipe.hmget(runs.keys.run(run_id), ["output", "error"])
-        stored = pipe.execute()
-        for (cid, run_id), mark, (output, error) in zip(page, marked, stored, strict=True):
-            status = _s(mark) if mark is not None else "in_progress"
+    async for page in batches.pages(batch_id):
+        for cid, run_id, mark, output, error in await batches.result_page(batch_id, page):
+            status = mark or "in_progress"
             row: dict[str, Any] = {"custom_id": cid, "run_id": run_id, "status": status}
             if status == "succeeded":
-                row["output"] = (json.loads(_s(output)) if output else {}).get("output")
+                row["output"] = (json.loads(output) if output else {}).get("output")
             elif status == "failed":
-                err = json.loads(_s(error)) if error else {}
+                err = json.loads(error) if error else {}
                 row["error"] = {
                     "code": err.get("code", "run.failed"),
                     "message": err.get("message", "the run failed"),

@@ -1,29 +1,32 @@
-"""FastAPI dependencies: settings, Redis, the stores, the caller's tenant, owned objects.
+"""FastAPI dependencies: settings, the stores, the caller's tenant, owned objects, bodies.
 
 Authorization lives here, not in routes: a route that takes :data:`TenantDep` cannot run
 unauthenticated, and one that takes :data:`OwnedProgram` cannot see another tenant's program
 (another tenant's object answers 404 exactly like a missing one, never 403). Objects are
 looked up under the caller's tenant prefix, so "someone else's" is indistinguishable from
 "does not exist" by construction.
+
+Every JSON body is read the same way: :func:`read_json_body` (whatever the Content-Type),
+then, where the endpoint has a model, :func:`validate_body` (422 ``request.invalid`` with
+the JSON pointer of every invalid field).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-import redis
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ValidationError
 
 from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.service.auth import Tenant, authenticate, bearer_scheme
-from sgflow.service.errors import ApiError, json_refused, malformed_json
-from sgflow.service.keys import KeyStore
+from sgflow.service.errors import ApiError, invalid_request, json_refused, malformed_json
 from sgflow.service.middleware import JSON_BODY
-from sgflow.service.program_store import ProgramStore, StoredProgram
-from sgflow.service.settings import Settings
+from sgflow.settings import Settings
+from sgflow.store import AsyncKeyStore, AsyncProgramStore, StoredProgram
 
 __all__ = [
     "JsonBody",
@@ -31,14 +34,17 @@ __all__ = [
     "KeyStoreDep",
     "OwnedProgram",
     "ProgramStoreDep",
-    "RedisDep",
     "SettingsDep",
     "TenantDep",
     "get_owned_program",
     "get_tenant",
     "program_not_found",
+    "read_json_body",
     "resolve_program_ref",
+    "validate_body",
 ]
+
+M = TypeVar("M", bound=BaseModel)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _REF = re.compile(r"^([a-z0-9][a-z0-9._-]{0,63})(?:@([1-9][0-9]{0,8}|latest))?$")
@@ -49,35 +55,29 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_redis(request: Request) -> redis.Redis:
-    client: redis.Redis = request.app.state.redis
-    return client
-
-
-async def get_key_store(request: Request) -> KeyStore:
-    keys: KeyStore = request.app.state.keys
+async def get_key_store(request: Request) -> AsyncKeyStore:
+    keys: AsyncKeyStore = request.app.state.keys
     return keys
 
 
-async def get_program_store(request: Request) -> ProgramStore:
-    programs: ProgramStore = request.app.state.programs
+async def get_program_store(request: Request) -> AsyncProgramStore:
+    programs: AsyncProgramStore = request.app.state.programs
     return programs
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RedisDep = Annotated[redis.Redis, Depends(get_redis)]
-KeyStoreDep = Annotated[KeyStore, Depends(get_key_store)]
-ProgramStoreDep = Annotated[ProgramStore, Depends(get_program_store)]
+KeyStoreDep = Annotated[AsyncKeyStore, Depends(get_key_store)]
+ProgramStoreDep = Annotated[AsyncProgramStore, Depends(get_program_store)]
 
 
-def get_tenant(
+async def get_tenant(
     request: Request,
     keys: KeyStoreDep,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Tenant:
     """The caller's tenant; raises 401 ``auth.missing`` / ``auth.invalid`` (see
     :func:`sgflow.service.auth.authenticate`). Records the tenant for the access log."""
-    tenant = authenticate(keys, request.headers.get("authorization"))
+    tenant = await authenticate(keys, request.headers.get("authorization"))
     request.state.tenant = tenant.name
     return tenant
 
@@ -94,7 +94,7 @@ def program_not_found(ref: str) -> ApiError:
     )
 
 
-def get_owned_program(
+async def get_owned_program(
     name: str,
     version: Annotated[int, Path(ge=1, le=999_999_999)],
     tenant: TenantDep,
@@ -102,7 +102,7 @@ def get_owned_program(
 ) -> StoredProgram:
     """The caller's program ``name@version`` from the path, deleted or not. Raises 404
     ``program.not_found`` when the caller's tenant has none (whoever else may have one)."""
-    stored = programs.get(tenant.name, name, version) if _NAME.match(name) else None
+    stored = await programs.get(tenant.name, name, version) if _NAME.match(name) else None
     if stored is None:
         raise program_not_found(f"{name}@{version}")
     return stored
@@ -111,8 +111,8 @@ def get_owned_program(
 OwnedProgram = Annotated[StoredProgram, Depends(get_owned_program)]
 
 
-def resolve_program_ref(
-    programs: ProgramStore, tenant: Tenant, ref: str, *, field: str = "/program"
+async def resolve_program_ref(
+    programs: AsyncProgramStore, tenant: Tenant, ref: str, *, field: str = "/program"
 ) -> StoredProgram:
     """The program a run names: ``name@version``, or ``name`` / ``name@latest`` for the
     highest version that is not deleted. ``field`` (default ``/program``) is where the ref
@@ -129,9 +129,9 @@ def resolve_program_ref(
         )
     name, version = match.group(1), match.group(2)
     if version in (None, "latest"):
-        stored = programs.latest(tenant.name, name)
+        stored = await programs.latest(tenant.name, name)
     else:
-        stored = programs.get(tenant.name, name, int(version))
+        stored = await programs.get(tenant.name, name, int(version))
     if stored is None:
         raise program_not_found(ref)
     if stored.deleted:
@@ -176,3 +176,13 @@ async def read_json_body(request: Request) -> JsonBody:
 
 
 JsonBodyDep = Annotated[JsonBody, Depends(read_json_body)]
+
+
+def validate_body(model: type[M], body: JsonBody) -> M:
+    """``body`` (read by :func:`read_json_body`) as ``model``. Raises 422 ``request.invalid``
+    naming every invalid field by its JSON pointer (``errors``), the first as ``field``."""
+    try:
+        return model.model_validate(body.data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise invalid_request([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None

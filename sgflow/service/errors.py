@@ -47,6 +47,7 @@ __all__ = [
     "error_response",
     "install_error_handlers",
     "internal_error",
+    "invalid_request",
     "json_refused",
     "loc_to_field",
     "malformed_json",
@@ -148,6 +149,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if bad_json is not None:
         reason = (bad_json.get("ctx") or {}).get("error", "JSON decode error")
         return error_response(malformed_json(f"{reason} at character {bad_json['loc'][-1]}"))
+    return error_response(invalid_request(errors))
+
+
+def invalid_request(errors: Sequence[Mapping[str, Any]]) -> ApiError:
+    """The 422 ``request.invalid`` for pydantic errors whose ``loc`` starts with where the
+    value came from (``("body", "schema")``, ``("query", "limit")``): every field in
+    ``errors``, the first as ``field``."""
     items = [
         {
             "code": "request.invalid",
@@ -158,15 +166,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     first = items[0] if items else {"field": "", "message": "invalid request"}
     summary = "; ".join(f"{i['field'] or '(body)'}: {i['message']}" for i in items[:5])
-    return error_response(
-        ApiError(
-            422,
-            "request.invalid",
-            f"{len(items)} invalid field(s): {summary}",
-            field=first["field"],
-            hint="see /docs for the request schema",
-            extra={"errors": items},
-        )
+    return ApiError(
+        422,
+        "request.invalid",
+        f"{len(items)} invalid field(s): {summary}",
+        field=first["field"],
+        hint="see /docs for the request schema",
+        extra={"errors": items},
     )
 
 

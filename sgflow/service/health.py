@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass
 import anyio
 import httpx
 import redis
+import redis.asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from sgflow.errors import SgflowError
+from sgflow.store import AsyncRunStore
 
 __all__ = [
     "CHECK_TIMEOUT_S",
@@ -67,12 +69,12 @@ class ReadyCheck:
 router = APIRouter(tags=["health"])
 
 
-def redis_check(client: redis.Redis, *, timeout_s: float = 1.0) -> ReadyCheck:
+def redis_check(store: AsyncRunStore, *, timeout_s: float = 1.0) -> ReadyCheck:
     """PING the service's Redis (``timeout_s`` default 1)."""
 
     async def probe() -> tuple[bool, str]:
         with anyio.fail_after(timeout_s):
-            await anyio.to_thread.run_sync(client.ping, abandon_on_cancel=True)
+            await store.ping()
         return True, "PONG"
 
     return ReadyCheck("redis", probe)
@@ -105,14 +107,21 @@ def engines_check(
     return ReadyCheck(name, probe)
 
 
-def durability_check(client: redis.Redis) -> ReadyCheck:
+def durability_check(client: redis.asyncio.Redis) -> ReadyCheck:
     """A warning, never a failure: whether Redis can keep the promise that an accepted run
     is never lost (AOF on, ``maxmemory-policy noeviction``;
-    :func:`sgflow.settings.redis_warnings`). Development and test Redis often cannot."""
-    from sgflow.settings import redis_warnings
+    :func:`sgflow.settings.durability_problems`). Development and test Redis often cannot."""
+    from sgflow.settings import durability_problems
 
     async def probe() -> tuple[bool, str]:
-        problems = await anyio.to_thread.run_sync(redis_warnings, client, abandon_on_cancel=True)
+        found: dict[str, str] = {}
+        try:
+            for name in ("appendonly", "maxmemory-policy"):
+                raw = await client.config_get(name)
+                found.update({str(k): str(v) for k, v in (raw or {}).items()})
+        except redis.ResponseError as exc:
+            return False, f"cannot read Redis's persistence settings (CONFIG GET refused: {exc})"
+        problems = durability_problems(found)
         return not problems, "; ".join(problems) or "AOF on, noeviction"
 
     return ReadyCheck("redis_durability", probe, required=False)
@@ -161,20 +170,12 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=503 if failing else 200)
 
 
-def workers_check(client: redis.Redis, *, prefix: str = "sgflow:") -> ReadyCheck:
-    """At least one worker announced itself recently: a ``<prefix>workers:*`` key exists
-    (each worker's reaper loop sets its own with a TTL of 3 reaper intervals)."""
-
-    def find() -> list[str]:
-        found = []
-        for key in client.scan_iter(match=f"{prefix}workers:*", count=1000):
-            found.append(key.decode() if isinstance(key, bytes) else str(key))
-            if len(found) >= 20:
-                break
-        return found
+def workers_check(store: AsyncRunStore) -> ReadyCheck:
+    """At least one worker announced itself recently (each worker's reaper loop marks
+    itself alive in the store with a TTL of 3 reaper intervals)."""
 
     async def probe() -> tuple[bool, str]:
-        found = await anyio.to_thread.run_sync(find, abandon_on_cancel=True)
+        found = await store.alive_workers()
         if not found:
             return False, "no worker announced itself (start one: `sgflow worker`)"
         return True, f"{len(found)}{'+' if len(found) >= 20 else ''} alive"

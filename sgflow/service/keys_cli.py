@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from sgflow.config_cli import load_settings
-from sgflow.service.keys import ApiKey, KeyStore
+from sgflow.store import ApiKey, KeyStore
 
 __all__ = ["DEFAULT_REDIS_URL", "add_parser", "run"]
 

@@ -23,14 +23,22 @@ What each metric means:
   ``cache_hit`` and ``generated`` token counts (``internal_states``, summed over ranks).
 - ``sgflow_engine_cached_token_ratio{engine}`` (gauge): ``cache_hit / prompt`` since the
   engine started (absent before its first prompt).
+- ``sgflow_event_subscribers`` (gauge, this API process): open event streams and waiting
+  extractions; ``sgflow_event_streams_followed`` (gauge, this process): runs its event hub
+  follows (one ``XREAD`` for all of them).
 
-The run and step counters come from :class:`~sgflow.workers.stats.Stats`; see there for how
-they can under-count.
+A scrape gathers every number first, awaiting Redis (one round trip) and the engines
+concurrently, then formats them: no thread waits.
+
+The run and step counters come from :mod:`sgflow.store.stats`; see there for how they can
+under-count.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -45,42 +53,73 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from sgflow.workers.store import RunStore
+from sgflow.service.events import EventHub
+from sgflow.store import AsyncRunStore, MetricsSnapshot
 
-__all__ = ["ENGINE_TIMEOUT_S", "SgflowCollector", "router"]
+__all__ = ["ENGINE_TIMEOUT_S", "Scrape", "SgflowCollector", "gather", "router"]
 
 ENGINE_TIMEOUT_S = 1.0
 _ENGINE_TOKENS = {"prompt": "prompt_tokens", "cache_hit": "cache_hit_tokens", "generated": "generated_tokens"}  # fmt: skip
 
 
-class SgflowCollector(Collector):
-    """Reads ``store``'s Redis and ``engine_urls``' ``/server_info`` on every collect
-    (``engine_timeout_s`` default 1 per engine)."""
+@dataclass(frozen=True)
+class Scrape:
+    """The numbers of one scrape: the store's, each engine's token sums (None: it did not
+    answer) and this process's event hub."""
 
-    def __init__(
-        self,
-        store: RunStore,
-        engine_urls: Sequence[str] = (),
-        *,
-        engine_timeout_s: float = ENGINE_TIMEOUT_S,
-    ) -> None:
-        self.store = store
-        self.engine_urls = list(engine_urls)
-        self.engine_timeout_s = engine_timeout_s
+    store: MetricsSnapshot
+    engines: dict[str, dict[str, float] | None]
+    subscribers: int = 0
+    followed: int = 0
+
+
+async def gather(
+    store: AsyncRunStore,
+    engine_urls: Sequence[str] = (),
+    *,
+    hub: EventHub | None = None,
+    engine_timeout_s: float = ENGINE_TIMEOUT_S,
+) -> Scrape:
+    """Every number ``/metrics`` shows: the store's in one round trip, the engines'
+    ``/server_info`` concurrently (``engine_timeout_s`` default 1 each)."""
+    async with httpx.AsyncClient(timeout=engine_timeout_s) as client:
+        engines = asyncio.gather(*(_engine_tokens(client, url) for url in engine_urls))
+        snapshot, sums = await asyncio.gather(store.metrics(), engines)
+    return Scrape(
+        store=snapshot,
+        engines=dict(zip(engine_urls, sums, strict=True)),
+        subscribers=hub.subscriber_count if hub is not None else 0,
+        followed=hub.run_count if hub is not None else 0,
+    )
+
+
+class SgflowCollector(Collector):
+    """The metric families of one :class:`Scrape`."""
+
+    def __init__(self, scrape: Scrape) -> None:
+        self.scrape = scrape
 
     def collect(self) -> Iterable[Metric]:
         yield from self._runs()
         yield from self._engines()
+        yield GaugeMetricFamily(
+            "sgflow_event_subscribers",
+            "Open event streams and waiting extractions in this API process",
+            value=self.scrape.subscribers,
+        )
+        yield GaugeMetricFamily(
+            "sgflow_event_streams_followed",
+            "Runs this API process's event hub follows",
+            value=self.scrape.followed,
+        )
 
     def _runs(self) -> Iterator[Metric]:
-        r, k = self.store.redis, self.store.keys
-        pipe = r.pipeline(transaction=False)
-        pipe.zcard(k.queued)
-        pipe.zcard(k.running)
-        queued, running = pipe.execute()
-        runs, steps = self.store.stats.read()
-        yield GaugeMetricFamily("sgflow_runs_queued", "Runs waiting for a worker", value=queued)
-        yield GaugeMetricFamily("sgflow_runs_running", "Runs a worker holds", value=running)
+        snap = self.scrape.store
+        runs, steps = snap.runs, snap.steps
+        yield GaugeMetricFamily(
+            "sgflow_runs_queued", "Runs waiting for a worker", value=snap.queued
+        )
+        yield GaugeMetricFamily("sgflow_runs_running", "Runs a worker holds", value=snap.running)
         yield CounterMetricFamily(
             "sgflow_runs_submitted", "Runs created by the API", value=runs.get("submitted", 0)
         )
@@ -93,12 +132,11 @@ class SgflowCollector(Collector):
         yield CounterMetricFamily(
             "sgflow_steps_finished", "Top-level steps finished by workers", value=steps["count"]
         )
-        buckets, latency_sum = self.store.stats.latency_histogram()
         yield HistogramMetricFamily(
             "sgflow_step_latency_seconds",
             "Latency of finished steps",
-            buckets=buckets,
-            sum_value=latency_sum,
+            buckets=snap.latency_buckets,
+            sum_value=snap.latency_sum,
         )
         # the name before the histogram existed; a counter would clash with the histogram's
         yield UnknownMetricFamily(
@@ -123,24 +161,22 @@ class SgflowCollector(Collector):
             "Prompt tokens served from the prefix cache / prompt tokens",
             labels=["engine"],
         )
-        with httpx.Client(timeout=self.engine_timeout_s) as client:
-            for url in self.engine_urls:
-                sums = _engine_tokens(client, url)
-                up.add_metric([url], 0 if sums is None else 1)
-                if sums is None:
-                    continue
-                for kind, value in sums.items():
-                    tokens.add_metric([url, kind], value)
-                if sums["prompt"] > 0:
-                    ratio.add_metric([url], sums["cache_hit"] / sums["prompt"])
+        for url, sums in self.scrape.engines.items():
+            up.add_metric([url], 0 if sums is None else 1)
+            if sums is None:
+                continue
+            for kind, value in sums.items():
+                tokens.add_metric([url, kind], value)
+            if sums["prompt"] > 0:
+                ratio.add_metric([url], sums["cache_hit"] / sums["prompt"])
         yield from (up, tokens, ratio)
 
 
-def _engine_tokens(client: httpx.Client, url: str) -> dict[str, float] | None:
+async def _engine_tokens(client: httpx.AsyncClient, url: str) -> dict[str, float] | None:
     """The engine's token counters summed over its ``internal_states``; ``None`` if it did
     not answer 200 with JSON in time."""
     try:
-        response = client.get(f"{url}/server_info")
+        response = await client.get(f"{url}/server_info")
         info: Any = response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
@@ -157,7 +193,15 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus text exposition; no authentication (scrape it from inside the network)."""
-    registry: CollectorRegistry = request.app.state.metrics_registry
+    state = request.app.state
+    scrape = await gather(
+        state.runs,
+        state.settings.engine_urls,
+        hub=state.hub,
+        engine_timeout_s=state.settings.engine_health_timeout_s,
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SgflowCollector(scrape))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sgflow.service.program_store import ProgramInfo, StoredProgram
+from sgflow.store import ProgramInfo, StoredProgram
 
 __all__ = [
     "ErrorDetail",

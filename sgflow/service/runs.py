@@ -5,6 +5,10 @@ are in Redis before the 202 answer, and the Celery message is only a hint to sta
 message is re-sent by the workers' reaper). An ``Idempotency-Key`` maps, per tenant, to the
 run created for it and the hash of the request body: the same key and body answer the same
 run, the same key with another body a 409.
+
+Everything here awaits: Redis through :class:`~sgflow.store.AsyncRunStore`, the static
+checker and input validation in the CPU pool (:func:`sgflow.service.offload.run_cpu`), the
+Celery message in a worker thread; no request holds the event loop.
 """
 
 from __future__ import annotations
@@ -12,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from celery import Celery
 
 from sgflow.errors import SgflowError
@@ -25,32 +29,43 @@ from sgflow.programs.model import Program
 from sgflow.service.auth import Tenant
 from sgflow.service.deps import resolve_program_ref
 from sgflow.service.errors import ApiError
-from sgflow.service.program_store import ProgramStore
-from sgflow.workers.celery_app import TASK_RUN, queue_name
-from sgflow.workers.records import Run
-from sgflow.workers.runner import ProgramBodies
-from sgflow.workers.store import RunStore
+from sgflow.service.offload import run_cpu
+from sgflow.store import (
+    ActiveRunLimit,
+    AsyncProgramBodies,
+    AsyncProgramStore,
+    AsyncRunStore,
+    IdempotencyConflict,
+    Run,
+    Submitted,
+)
+from sgflow.workers.celery_app import TASK_RUN, TASK_START, queue_name
 
-__all__ = ["MAX_DEADLINE_S", "RunSubmitter", "Submitted", "run_view"]
+__all__ = [
+    "MAX_DEADLINE_S",
+    "RunSubmitter",
+    "Submitted",
+    "idempotency_conflict",
+    "run_view",
+    "too_many_runs",
+]
 
 MAX_DEADLINE_S = 7 * 24 * 3600  # a run's deadline_s, as a batch's
-_IDEMPOTENCY_TTL_S = 24 * 3600
-_ACTIVE = ("queued", "running")
-
-
-@dataclass(frozen=True)
-class Submitted:
-    run: Run
-    created: bool
+MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key
+RETRY_AFTER_S = 5  # what a 429 for the concurrency cap asks a client to wait
 
 
 class RunSubmitter:
+    """Submits runs for the API: ``store``, ``bodies`` and ``programs`` are the async
+    stores, ``celery`` the app messages go out with, ``max_active_runs`` the per-tenant cap
+    on queued and running runs."""
+
     def __init__(
         self,
         *,
-        store: RunStore,
-        bodies: ProgramBodies,
-        programs: ProgramStore,
+        store: AsyncRunStore,
+        bodies: AsyncProgramBodies,
+        programs: AsyncProgramStore,
         celery: Celery,
         max_active_runs: int,
     ) -> None:
@@ -60,20 +75,19 @@ class RunSubmitter:
         self.celery = celery
         self.max_active_runs = max_active_runs
 
-    def submit(
+    async def submit(
         self,
         tenant: Tenant,
         body: Any,
         *,
         idempotency_key: str | None = None,
-        parent: str | None = None,
-        limit_active: bool = True,
     ) -> Submitted:
         """Create and enqueue a run from a ``POST /v1/runs`` body. Raises :class:`ApiError`:
         422 for a bad body, program or inputs (with JSON pointers), 404/410 for a program
-        reference, 409 for a reused idempotency key, 429 past the tenant's active runs
-        (unless ``limit_active`` is False, default True: batch lines are admitted by the batch
-        size limit instead)."""
+        reference, 409 for a reused idempotency key, 429 ``limit.concurrent_runs`` (with
+        ``Retry-After``) when the tenant already has ``max_active_runs`` queued or running
+        runs. The cap is counted atomically by the store's create and finish scripts; batch
+        lines are outside it (the batch size limit admits them)."""
         if not isinstance(body, dict):
             raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
         unknown = sorted(set(body) - {"program", "inputs", "priority", "deadline_s"})
@@ -81,30 +95,16 @@ class RunSubmitter:
             raise ApiError(
                 422, "request.invalid", f"unknown field `{unknown[0]}`", field=f"/{unknown[0]}"
             )
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        digest = await run_cpu(_digest, body)
         if idempotency_key is not None:
-            existing = self._idempotent(tenant, idempotency_key, digest)
+            existing = await self._idempotent(tenant, idempotency_key, digest)
             if existing is not None:
                 return Submitted(existing, created=False)
-        program, label = self._program(tenant, body.get("program"))
+        program, label = await self.resolve_program(tenant, body.get("program"))
         inputs = body.get("inputs", {})
         if not isinstance(inputs, dict):
             raise ApiError(422, "request.invalid", "`inputs` must be an object", field="/inputs")
-        problems = validation_errors(inputs, program.inputs, limit=20)
-        if problems:
-            first = problems[0]
-            raise ApiError(
-                422,
-                "input.invalid",
-                f"inputs{first['pointer']}: {first['message']}",
-                field="/inputs" + (first["pointer"] if first["pointer"] != "/" else ""),
-                extra={
-                    "errors": [
-                        {"field": "/inputs" + p["pointer"].rstrip("/"), "message": p["message"]}
-                        for p in problems
-                    ]
-                },
-            )
+        phash, dumped = await run_cpu(_checked, program, inputs)
         priority = body.get("priority", 0)
         if not isinstance(priority, int) or not 0 <= priority <= 9:
             raise ApiError(
@@ -115,61 +115,50 @@ class RunSubmitter:
                 limit=9,
             )
         deadline_s = _deadline_s(body.get("deadline_s"))
-        if limit_active:
-            self._check_capacity(tenant)
-        phash = program_hash(program)
-        self.bodies.put(phash, program.model_dump(mode="json", by_alias=True, exclude_none=True))
-        run_id = uuid.uuid4().hex
-        if idempotency_key is not None and not self._claim_key(
-            tenant, idempotency_key, digest, run_id
-        ):
-            existing = self._idempotent(tenant, idempotency_key, digest)
-            if existing is not None:
-                return Submitted(existing, created=False)
-        run = self.store.create(
-            run_id=run_id,
-            tenant=tenant.name,
-            program=label,
-            program_hash=phash,
-            inputs=inputs,
-            parent=parent,
-            priority=priority,
-            deadline_at=None if deadline_s is None else self.store.clock() + deadline_s,
-        )
-        self.store.stats.run_submitted()
-        self.enqueue(run_id, priority=priority)
-        return Submitted(run, created=True)
+        await self.bodies.put(phash, dumped)
+        try:
+            submitted = await self.store.submit(
+                run_id=uuid.uuid4().hex,
+                tenant=tenant.name,
+                program=label,
+                program_hash=phash,
+                inputs=inputs,
+                priority=priority,
+                deadline_at=None if deadline_s is None else self.store.clock() + deadline_s,
+                max_active=self.max_active_runs,
+                idempotency_key=idempotency_key,
+                digest=digest,
+            )
+        except ActiveRunLimit as exc:
+            raise too_many_runs(exc) from None
+        except IdempotencyConflict:
+            raise idempotency_conflict() from None
+        if submitted.created:
+            await self.store.run_submitted()
+            await self.enqueue(submitted.run.id, priority=priority)
+        return submitted
 
-    def enqueue(self, run_id: str, *, priority: int = 0) -> None:
+    async def enqueue(self, run_id: str, *, priority: int = 0) -> None:
+        """Send the run's Celery message (kombu is sync: in a worker thread)."""
+        await anyio.to_thread.run_sync(self._send, TASK_RUN, run_id, priority)
+
+    async def send_batch_start(self, batch_id: str, *, priority: int = 0) -> None:
+        """Send a batch's start message (``sgflow.batch_start``)."""
+        await anyio.to_thread.run_sync(self._send, TASK_START, batch_id, priority)
+
+    def _send(self, task: str, arg: str, priority: int) -> None:
         self.celery.send_task(
-            TASK_RUN, args=[run_id], queue=queue_name(self.store.keys.prefix), priority=priority
+            task, args=[arg], queue=queue_name(self.store.keys.prefix), priority=priority
         )
 
-    def resolve_program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
+    async def resolve_program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
         """The program a body's ``program`` names and its label (``name@version`` or
         ``"inline"``); raises :class:`ApiError` as :meth:`submit` does."""
-        return self._program(tenant, ref)
-
-    # -- helpers --------------------------------------------------------------------------
-
-    def _program(self, tenant: Tenant, ref: Any) -> tuple[Program, str]:
         if isinstance(ref, str):
-            stored = resolve_program_ref(self.programs, tenant, ref)
-            return Program.model_validate(stored.program), stored.ref
+            stored = await resolve_program_ref(self.programs, tenant, ref)
+            return await run_cpu(Program.model_validate, stored.program), stored.ref
         if isinstance(ref, dict):
-            errors = check_program(ref)
-            if errors:
-                first = errors[0]
-                raise SgflowError(
-                    first.code,
-                    first.message,
-                    field="/program" + first.pointer,
-                    hint=first.hint or None,
-                    extra={
-                        "errors": [dict(e.to_dict(), field="/program" + e.pointer) for e in errors]
-                    },
-                )
-            return Program.model_validate(ref), "inline"
+            return await run_cpu(_inline_program, ref), "inline"
         raise ApiError(
             422,
             "request.invalid",
@@ -177,53 +166,76 @@ class RunSubmitter:
             field="/program",
         )
 
-    def _check_capacity(self, tenant: Tenant) -> None:
-        active = 0
-        for status in _ACTIVE:
-            runs, _ = self.store.list_runs(tenant.name, status=status, limit=200)
-            active += sum(1 for r in runs if r.parent is None)  # batch lines do not count
-        if active >= self.max_active_runs:
-            raise ApiError(
-                429,
-                "limit.concurrent_runs",
-                f"the tenant has {active} queued or running runs; the limit is "
-                f"{self.max_active_runs}",
-                limit=self.max_active_runs,
-                headers={"Retry-After": "5"},
-                hint="wait for runs to finish, or use POST /v1/batches for bulk work",
-            )
-
-    def _idem_key(self, tenant: Tenant, key: str) -> str:
-        return f"{self.store.keys.prefix}tenant:{tenant.name}:idem:{hashlib.sha256(key.encode()).hexdigest()}"
-
-    def _claim_key(self, tenant: Tenant, key: str, digest: str, run_id: str) -> bool:
-        value = json.dumps({"run": run_id, "body": digest})
-        return bool(
-            self.store.redis.set(self._idem_key(tenant, key), value, nx=True, ex=_IDEMPOTENCY_TTL_S)
-        )
-
-    def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
-        if len(key) > 200:
+    async def _idempotent(self, tenant: Tenant, key: str, digest: str) -> Run | None:
+        if len(key) > MAX_IDEMPOTENCY_KEY:
             raise ApiError(
                 422,
                 "request.invalid",
-                "Idempotency-Key is longer than 200 characters",
-                field="Idempotency-Key",
-                limit=200,
+                f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+                field="header:Idempotency-Key",
+                limit=MAX_IDEMPOTENCY_KEY,
             )
-        raw = self.store.redis.get(self._idem_key(tenant, key))
-        if raw is None:
+        saved = await self.store.idempotent_run(tenant.name, key)
+        if saved is None:
             return None
-        saved = json.loads(raw)
-        if saved["body"] != digest:
-            raise ApiError(
-                409,
-                "idempotency.conflict",
-                "this Idempotency-Key was used with a different request body",
-                field="Idempotency-Key",
-                hint="use a new key for a new request",
-            )
-        return self.store.get(saved["run"], tenant=tenant.name)
+        run_id, body_digest = saved
+        if body_digest != digest:
+            raise idempotency_conflict()
+        return await self.store.get(run_id, tenant=tenant.name)
+
+
+# -- CPU-bound parts (run in the CPU pool) -------------------------------------------------------
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _inline_program(ref: dict[str, Any]) -> Program:
+    """An inline program, statically checked; raises 422 with every problem."""
+    errors = check_program(ref)
+    if errors:
+        first = errors[0]
+        raise SgflowError(
+            first.code,
+            first.message,
+            field="/program" + first.pointer,
+            hint=first.hint or None,
+            extra={"errors": [dict(e.to_dict(), field="/program" + e.pointer) for e in errors]},
+        )
+    return Program.model_validate(ref)
+
+
+def _checked(program: Program, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The program's hash and body, once ``inputs`` are valid against its input schema;
+    raises 422 ``input.invalid`` with every problem (up to 20)."""
+    problems = validation_errors(inputs, program.inputs, limit=20)
+    if problems:
+        first = problems[0]
+        raise ApiError(
+            422,
+            "input.invalid",
+            f"inputs{first['pointer']}: {first['message']}",
+            field="/inputs" + (first["pointer"] if first["pointer"] != "/" else ""),
+            extra={
+                "errors": [
+                    {"field": "/inputs" + p["pointer"].rstrip("/"), "message": p["message"]}
+                    for p in problems
+                ]
+            },
+        )
+    return program_hash(program), program.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def too_many_runs(exc: ActiveRunLimit) -> SgflowError:
+    """The 429 for a tenant at its cap of active runs (``limit.concurrent_runs``)."""
+    exc.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return exc
+
+
+def idempotency_conflict() -> SgflowError:
+    """The 409 for an Idempotency-Key reused with another body."""
+    return IdempotencyConflict()
 
 
 def _deadline_s(value: Any) -> float | None:

@@ -1,37 +1,15 @@
-"""Workers: the durable run store in Redis (and, later, the Celery app and tasks).
+"""Workers: the Celery app and its tasks, the runner, the reaper loop and batch fan-out.
 
-- :class:`RunStore`: run records, atomic claims with a lease and an attempt counter, fenced
-  checkpoints, events and results, cancellation, the reaper, batch counters;
-- :class:`Run`, :class:`Claim`, :class:`BatchProgress`: what it returns;
-- :class:`StoreError` and its subclasses, each with a stable ``code``.
+Every record they read or write goes through :mod:`sgflow.store`. ``celery -A
+sgflow.workers.tasks worker`` (what ``sgflow worker`` runs) imports :mod:`.tasks`, which
+builds the app from the environment; import it only in a worker process.
+
+- :class:`Runner`: one attempt at one run (claim, resume, execute, finish once);
+- :func:`make_celery`, :func:`queue_name`, :data:`TASK_RUN`, :data:`TASK_START`: the Celery
+  app and the names the API sends messages with.
 """
 
-from sgflow.workers.errors import (
-    CODES,
-    InvalidCursor,
-    LeaseLost,
-    MaxAttemptsExceeded,
-    RunAlreadyFinished,
-    RunNotFound,
-    StoreError,
-    TimeLimitExceeded,
-)
-from sgflow.workers.records import STATUSES, BatchProgress, Claim, Run
-from sgflow.workers.store import Event, RunStore
+from sgflow.workers.celery_app import TASK_RUN, TASK_START, make_celery, queue_name
+from sgflow.workers.runner import Runner
 
-__all__ = [
-    "CODES",
-    "STATUSES",
-    "BatchProgress",
-    "Claim",
-    "Event",
-    "InvalidCursor",
-    "LeaseLost",
-    "MaxAttemptsExceeded",
-    "Run",
-    "RunAlreadyFinished",
-    "RunNotFound",
-    "RunStore",
-    "StoreError",
-    "TimeLimitExceeded",
-]
+__all__ = ["TASK_RUN", "TASK_START", "Runner", "make_celery", "queue_name"]

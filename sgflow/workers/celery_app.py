@@ -25,10 +25,19 @@ from celery import Celery
 if TYPE_CHECKING:
     from sgflow.settings import Settings
 
-__all__ = ["DEFAULT_BROKER", "TASK_RUN", "celery_from", "make_celery", "queue_name"]
+__all__ = [
+    "DEFAULT_BROKER",
+    "TASK_RUN",
+    "TASK_START",
+    "celery_from",
+    "make_celery",
+    "queue_name",
+    "worker_id",
+]
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 TASK_RUN = "sgflow.run"
+TASK_START = "sgflow.batch_start"  # warms a batch's prefix, then fans its lines out
 
 
 def queue_name(prefix: str) -> str:

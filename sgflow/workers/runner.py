@@ -20,7 +20,6 @@ timeout; its late writes are refused. The limit is measured per attempt, like Ce
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -31,35 +30,21 @@ import redis
 
 from sgflow.programs import RunError, RunResult, SgflowEndpoint, compile_program, execute
 from sgflow.programs.model import Program
+from sgflow.store import (
+    Claim,
+    LeaseLost,
+    ProgramBodies,
+    Run,
+    RunAlreadyFinished,
+    RunStore,
+    TimeLimitExceeded,
+    deadline_error,
+)
 from sgflow.workers.engines import EnginePool
-from sgflow.workers.errors import LeaseLost, RunAlreadyFinished, TimeLimitExceeded
-from sgflow.workers.records import Claim, Run
-from sgflow.workers.store import RunStore, deadline_error
 
-__all__ = ["ProgramBodies", "Runner"]
+__all__ = ["Runner"]
 
 log = logging.getLogger("sgflow.workers.runner")
-
-
-class ProgramBodies:
-    """Program bodies by content hash: the service writes, workers read (write-once)."""
-
-    def __init__(self, client: redis.Redis, *, prefix: str = "sgflow:") -> None:
-        self.redis = client
-        self.prefix = prefix
-
-    def _key(self, program_hash: str) -> str:
-        return f"{self.prefix}program-body:{program_hash}"
-
-    def put(self, program_hash: str, body: dict[str, Any]) -> None:
-        self.redis.set(self._key(program_hash), json.dumps(body), nx=True)
-
-    def get(self, program_hash: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self._key(program_hash))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return data if isinstance(data, dict) else None
 
 
 @dataclass
@@ -228,7 +213,7 @@ class Runner:
             raise RunError(stopped.code, stopped.message)
         if run.past_deadline(self.store.clock()):
             err = deadline_error(run.id)
-            raise RunError(err.code, err.message, hint=err.hint)
+            raise RunError(err["code"], err["message"], hint=err["hint"])
         if self.store.is_cancel_requested(run.id):
             raise RunError("run.cancelled", "the run was cancelled")
 

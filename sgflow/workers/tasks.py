@@ -13,7 +13,8 @@ Redis (no AOF, an evicting memory policy).
 Batches (:mod:`sgflow.workers.batches`): ``sgflow.batch_start`` warms a batch program's
 shared prefix on the engine, then sends one run message per queued line; after each run the
 task finalizes its batch if that was the last line; the reaper loop also sweeps batches
-(deadlines, finalization nobody asked for, creations the API never finished).
+(deadlines, finalization nobody asked for, creations the API never finished). Every record
+is read and written through :mod:`sgflow.store`.
 """
 
 from __future__ import annotations
@@ -30,18 +31,18 @@ from sgflow.programs import SgflowEndpoint
 from sgflow.programs.compiler import compile_program, static_prefix
 from sgflow.programs.model import Program
 from sgflow.settings import Settings, apply, mask, redis_warnings
-from sgflow.workers.batches import (
+from sgflow.store import BatchStore, ProgramBodies, RunStore
+from sgflow.workers.batches import fan_out, warm_prefix
+from sgflow.workers.celery_app import (
+    DEFAULT_BROKER,
+    TASK_RUN,
     TASK_START,
-    BatchStore,
-    after_line,
-    queued_lines,
-    sweep,
-    warm_prefix,
+    celery_from,
+    describe,
+    worker_id,
 )
-from sgflow.workers.celery_app import DEFAULT_BROKER, TASK_RUN, celery_from, describe, worker_id
 from sgflow.workers.engines import EnginePool
-from sgflow.workers.runner import ProgramBodies, Runner
-from sgflow.workers.store import RunStore
+from sgflow.workers.runner import Runner
 
 __all__ = [
     "SETTINGS",
@@ -86,7 +87,7 @@ def run_task(run_id: str) -> str:
     outcome = _runner().run(run_id)
     log.info("run task done", extra={"run_id": run_id, "outcome": outcome})
     try:
-        after_line(_batches(), run_id)  # finalize the batch if this was its last line
+        _batches().after_line(run_id)  # finalize the batch if this was its last line
     except Exception:
         log.exception("finalizing a batch failed", extra={"run_id": run_id})
     return outcome
@@ -114,12 +115,10 @@ def batch_start_task(batch_id: str) -> int:
     if prefix is not None:
         for url in engines.urls:  # several engines and no router: lines spread over all
             warm_prefix(url, prefix)
-    sent = 0
     with app.producer_or_acquire() as producer:
-        for page in queued_lines(batches, batch_id):
-            for run_id in page:
-                run_task.apply_async(args=[run_id], producer=producer)
-                sent += 1
+        sent = fan_out(
+            batches, batch_id, lambda run_id: run_task.apply_async(args=[run_id], producer=producer)
+        )
     log.info("batch fanned out", extra={"batch_id": batch_id, "lines": sent})
     return sent
 
@@ -156,9 +155,8 @@ def _stop_reaper(**_: Any) -> None:
     """Stop reaping and withdraw this worker's announcement, so /readyz stops counting it
     at once rather than when the key's TTL runs out."""
     _reaper_stop.set()
-    store = _runner().store
     try:
-        store.redis.delete(store.keys.worker(worker_id()))
+        _runner().store.withdraw_worker(worker_id())
     except redis.RedisError:
         log.warning("could not withdraw the worker's announcement")
 
@@ -191,9 +189,7 @@ def _log_configuration() -> None:
 def announce(interval_s: float) -> None:
     """Mark this worker alive: ``<prefix>workers:<worker id>`` with a TTL of 3 reaper
     intervals, which ``/readyz`` looks for."""
-    store = _runner().store
-    key = store.keys.worker(worker_id())
-    store.redis.set(key, repr(store.clock()), px=int(3 * interval_s * 1000))
+    _runner().store.announce_worker(worker_id(), ttl_s=3 * interval_s)
 
 
 def enqueue(run_id: str, *, priority: int = 0) -> None:
@@ -217,6 +213,6 @@ def reap_once() -> list[tuple[str, str]]:
 
 
 def sweep_once() -> list[tuple[str, str]]:
-    """One batch sweep (:func:`sgflow.workers.batches.sweep`): expire batches past their
+    """One batch sweep (:func:`sgflow.store.batches.sweep`): expire batches past their
     deadline, finalize batches whose lines are all final, fail abandoned creations."""
-    return sweep(_batches())
+    return _batches().sweep()

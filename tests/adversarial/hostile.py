@@ -18,7 +18,7 @@ import httpx
 import redis
 from fastapi import FastAPI
 
-from sgflow.service.keys import KeyStore
+from sgflow.store import KeyStore
 from tests.service.conftest import REDIS_URL, ServerThread
 
 __all__ = ["CASE_TIMEOUT_S", "HostileService"]

@@ -195,7 +195,7 @@ def test_constrained_schemas_are_enforceable() -> None:
         assert check(JsonSchema(schema)) == [], name
 
 
-@pytest.mark.parametrize("name", ["prefix", "constrained", "overhead", "batch"])
+@pytest.mark.parametrize("name", ["prefix", "constrained", "overhead", "batch", "load"])
 def test_scenario_modules_have_run(name: str) -> None:
     module = importlib.import_module(f"sgflow.bench.{name}")
     assert callable(module.run)
@@ -212,3 +212,13 @@ def test_bench_help_lists_every_scenario(capsys: pytest.CaptureFixture[str]) -> 
     for name, description in SCENARIOS.items():
         assert name in out and description in out
     assert "all" in out and "--quick" in out
+
+
+def test_load_p99_is_the_nearest_rank() -> None:
+    from sgflow.bench.load import p99
+
+    assert p99([]) is None
+    assert p99([0.5]) == 0.5
+    values = [float(i) for i in range(1, 101)]  # 1..100
+    assert p99(values) == 99.0
+    assert p99([*values, 1000.0]) == 100.0  # one outlier in 101 is past the 99th percentile

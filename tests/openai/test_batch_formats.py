@@ -22,8 +22,7 @@ from sgflow.openai import (
     parse_responses_request,
 )
 from sgflow.service.batches import BATCH_STATUSES, batch_view
-from sgflow.workers.batches import BatchRecord
-from sgflow.workers.records import BatchProgress
+from sgflow.store import BatchProgress, BatchRecord
 
 CHAT = "/v1/chat/completions"
 

@@ -254,7 +254,7 @@ def test_a_failed_responses_stream_ends_with_error_then_failed() -> None:
 
 def test_a_record_is_read_from_the_services_run_view() -> None:
     from sgflow.service.runs import run_view
-    from sgflow.workers.records import Run
+    from sgflow.store import Run
 
     run = Run(
         id="abc",

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from sgflow.engine.launcher import EngineProcess
@@ -162,11 +163,13 @@ def test_jsonl_upload_needs_its_program_and_valid_lines(stack: Stack) -> None:
 def test_the_batch_size_limit() -> None:
     settings = Settings(redis_url=REDIS_URL, redis_prefix="sgflow-test-limit:", max_batch_size=3)
     app = create_app(settings)
-    secret = KeyStore(app.state.redis, prefix=settings.redis_prefix).create_key("acme")[1]
+    sync = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    secret = KeyStore(sync, prefix=settings.redis_prefix).create_key("acme")[1]
     with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as client:
         r = client.post("/v1/batches", json={"program": "sql-generate@1", "inputs": lines(4)})
-        for key in app.state.redis.scan_iter(match="sgflow-test-limit:*"):
-            app.state.redis.delete(key)
+        for key in sync.scan_iter(match="sgflow-test-limit:*"):
+            sync.delete(key)
+    sync.close()
     assert r.status_code == 413, r.text
     assert error_of(r)["code"] == "limit.batch_size" and error_of(r)["limit"] == 3
 

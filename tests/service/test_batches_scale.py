@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from sgflow.service import KeyStore, Settings, create_app
@@ -83,7 +84,8 @@ def test_batch_bodies_have_their_own_size_limit() -> None:
     prefix = f"sgflow-test-{uuid.uuid4().hex[:10]}:"
     settings = Settings(redis_url=REDIS_URL, redis_prefix=prefix, max_batch_bytes=4096)
     app = create_app(settings)
-    secret = KeyStore(app.state.redis, prefix=prefix).create_key("acme")[1]
+    sync = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    secret = KeyStore(sync, prefix=prefix).create_key("acme")[1]
     try:
         with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as client:
             body = "\n".join(json.dumps(line) for line in lines(100))
@@ -94,8 +96,9 @@ def test_batch_bodies_have_their_own_size_limit() -> None:
                 headers={"Content-Type": "application/x-ndjson"},
             )
     finally:
-        for key in app.state.redis.scan_iter(match=f"{prefix}*"):
-            app.state.redis.delete(key)
+        for key in sync.scan_iter(match=f"{prefix}*"):
+            sync.delete(key)
+        sync.close()
     assert r.status_code == 413, r.text
     error = error_of(r)
     assert error["code"] == "limit.request_size" and error["limit"] == 4096

@@ -147,7 +147,7 @@ def test_unexpected_error_is_a_500_with_a_request_id(
     dev_mode: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = create_app(settings.model_copy(update={"dev_mode": dev_mode}), redis_client)
+    app = create_app(settings.model_copy(update={"dev_mode": dev_mode}))
 
     @app.get("/boom")
     def boom() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from fastapi.testclient import TestClient
 
 from sgflow.service import Settings, create_app
@@ -39,17 +40,20 @@ def test_readyz_ready(anon: httpx.Client, engine_url: str, worker_alive: None) -
     assert f"{engine_url}: ok" in body["checks"][1]["detail"]
 
 
-def _readyz(app_settings: Settings, client: redis.Redis, *extra: ReadyCheck) -> Any:
+def _readyz(
+    app_settings: Settings, client: redis.asyncio.Redis | None = None, *extra: ReadyCheck
+) -> Any:
     app = create_app(app_settings, client)
     app.state.ready_checks.extend(extra)
-    return TestClient(app).get("/readyz")
+    with TestClient(app) as test_client:
+        return test_client.get("/readyz")
 
 
 def test_readyz_names_an_unreachable_engine(
     settings: Settings, redis_client: redis.Redis, worker_alive: None
 ) -> None:
     dead = "http://127.0.0.1:9"
-    r = _readyz(settings.model_copy(update={"engine_urls": [dead]}), redis_client)
+    r = _readyz(settings.model_copy(update={"engine_urls": [dead]}))
     assert r.status_code == 503
     body = r.json()
     assert body["failing"] == ["engines"]
@@ -63,13 +67,13 @@ def test_readyz_one_engine_of_two_is_enough(
     settings: Settings, redis_client: redis.Redis, engine_url: str, worker_alive: None
 ) -> None:
     update = {"engine_urls": ["http://127.0.0.1:9", engine_url]}
-    r = _readyz(settings.model_copy(update=update), redis_client)
+    r = _readyz(settings.model_copy(update=update))
     assert r.status_code == 200
     assert "1 of 2 healthy" in r.json()["checks"][1]["detail"]
 
 
 def test_readyz_names_unreachable_redis(settings: Settings) -> None:
-    dead = redis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    dead = redis.asyncio.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
     r = _readyz(settings, dead)
     assert r.status_code == 503
     assert r.json()["failing"] == ["redis", "workers"]  # workers are found through Redis
@@ -84,7 +88,7 @@ def test_readyz_runs_added_checks(
     async def broken() -> tuple[bool, str]:
         raise RuntimeError("cannot ask")
 
-    r = _readyz(settings, redis_client, ReadyCheck("queue", no_queue), ReadyCheck("other", broken))
+    r = _readyz(settings, None, ReadyCheck("queue", no_queue), ReadyCheck("other", broken))
     assert r.status_code == 503
     body = r.json()
     assert body["failing"] == ["queue", "other"]

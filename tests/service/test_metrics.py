@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from sgflow.service import Settings, create_app
-from sgflow.workers.store import RunStore
+from sgflow.store import RunStore
 from tests.service.conftest import REDIS_URL, ServerThread
 
 

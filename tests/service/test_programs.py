@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
-from sgflow.service import ProgramStore, Tenant
+from sgflow.service import StoredProgram, Tenant
 from sgflow.service.deps import resolve_program_ref
 from sgflow.service.errors import ApiError
-from sgflow.service.program_store import content_hash
-from tests.service.conftest import error_of
+from sgflow.store import AsyncProgramStore, content_hash
+from tests.service.conftest import REDIS_URL, error_of
 
 _counter = itertools.count()
 
@@ -161,17 +164,34 @@ def test_delete_keeps_the_version_readable_but_never_reused(acme: httpx.Client) 
     assert name not in {p["name"] for p in _all_programs(acme, limit=1000)}
 
 
-def test_resolve_program_ref_for_runs(acme: httpx.Client, keys: Any, redis_client: Any) -> None:
-    store = ProgramStore(redis_client, prefix=keys.prefix)
+def resolver(prefix: str) -> Callable[..., StoredProgram]:
+    """:func:`resolve_program_ref` on the API's async store, called from sync code."""
+
+    def resolve(tenant: Tenant, ref: str, **kw: Any) -> StoredProgram:
+        async def go() -> StoredProgram:
+            client = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+            try:
+                store = AsyncProgramStore(client, prefix=prefix)
+                return await resolve_program_ref(store, tenant, ref, **kw)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(go())
+
+    return resolve
+
+
+def test_resolve_program_ref_for_runs(acme: httpx.Client, keys: Any) -> None:
+    resolve = resolver(keys.prefix)
     tenant = Tenant("acme", "k")
     name = unique("ref")
     for v in (1, 2):
         acme.post("/v1/programs", json=program(name, v))
-    assert resolve_program_ref(store, tenant, f"{name}@1").version == 1
-    assert resolve_program_ref(store, tenant, name).version == 2
-    assert resolve_program_ref(store, tenant, f"{name}@latest").version == 2
+    assert resolve(tenant, f"{name}@1").version == 1
+    assert resolve(tenant, name).version == 2
+    assert resolve(tenant, f"{name}@latest").version == 2
     acme.delete(f"/v1/programs/{name}/2")
-    assert resolve_program_ref(store, tenant, name).version == 1
+    assert resolve(tenant, name).version == 1
     cases = [
         (f"{name}@2", 410, "program.deleted"),
         (f"{name}@9", 404, "program.not_found"),
@@ -182,7 +202,7 @@ def test_resolve_program_ref_for_runs(acme: httpx.Client, keys: Any, redis_clien
     for ref, status, code in cases:
         who = Tenant("globex", "k") if ref == name else tenant
         with pytest.raises(ApiError) as caught:
-            resolve_program_ref(store, who, ref, field="/program")
+            resolve(who, ref, field="/program")
         assert (caught.value.status, caught.value.code) == (status, code), ref
 
 

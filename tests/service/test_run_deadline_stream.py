@@ -15,7 +15,7 @@ from sgflow.cli import main
 from sgflow.client import Client
 from sgflow.engine.launcher import EngineProcess
 from sgflow.service.runs import MAX_DEADLINE_S
-from sgflow.workers.store import RunStore
+from sgflow.store import RunStore
 from tests.service.stack import Stack
 from tests.service.test_runs_e2e import sse, wait_finished
 

@@ -21,7 +21,7 @@ _client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
 _settings = Settings(
     redis_url=REDIS_URL, redis_prefix=PREFIX, engine_urls=["http://127.0.0.1:9"]
 )  # nothing listens: readyz says 503
-APP = create_app(_settings, redis_client=_client)
+APP = create_app(_settings)
 KEY = KeyStore(_client, prefix=PREFIX).create_key("fuzz")[1]
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)

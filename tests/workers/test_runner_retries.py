@@ -14,9 +14,9 @@ import pytest
 from sgflow.programs import SgflowEndpoint
 from sgflow.programs.checker import parse_program
 from sgflow.programs.compiler import program_hash
+from sgflow.store import ProgramBodies, RunStore
 from sgflow.workers.engines import EnginePool
-from sgflow.workers.runner import ProgramBodies, Runner
-from sgflow.workers.store import RunStore
+from sgflow.workers.runner import Runner
 
 PROGRAM = "program: p\nsteps:\n  - id: a\n    user: Say hi.\n    gen: {max_tokens: 4}\n"
 

@@ -20,10 +20,8 @@ import redis
 
 from sgflow.programs.checker import parse_program
 from sgflow.programs.compiler import program_hash
+from sgflow.store import ProgramBodies, Run, RunStore
 from sgflow.workers.celery_app import TASK_RUN, make_celery, queue_name
-from sgflow.workers.records import Run
-from sgflow.workers.runner import ProgramBodies
-from sgflow.workers.store import RunStore
 
 pytestmark = pytest.mark.engine
 

@@ -14,17 +14,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.service.batches import (
     BatchRecord,
-    BatchStore,
     batch_view,
     cancel_batch,
-    refresh_batch,
     result_rows,
     submit_batch,
 )
 from sgflow.service.deps import JsonBody, SettingsDep, TenantDep, read_json_body
 from sgflow.service.errors import ApiError, json_refused, malformed_json
 from sgflow.service.middleware import NDJSON_TYPES
+from sgflow.service.offload import run_cpu
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
+from sgflow.store import AsyncBatchStore
 
 __all__ = ["router"]
 
@@ -56,16 +56,16 @@ _OPENAPI_BODY: dict[str, Any] = {
 }
 
 
-def get_batch_store(store: RunStoreDep) -> BatchStore:
-    return BatchStore(store)
+async def get_batch_store(store: RunStoreDep) -> AsyncBatchStore:
+    return AsyncBatchStore(store)
 
 
-BatchStoreDep = Annotated[BatchStore, Depends(get_batch_store)]
+BatchStoreDep = Annotated[AsyncBatchStore, Depends(get_batch_store)]
 
 
-def get_owned_batch(batch_id: str, tenant: TenantDep, batches: BatchStoreDep) -> BatchRecord:
+async def get_owned_batch(batch_id: str, tenant: TenantDep, batches: BatchStoreDep) -> BatchRecord:
     """The caller's batch; another tenant's batch, or none, is a 404 ``batch.not_found``."""
-    record = batches.get(batch_id, tenant=tenant.name) if len(batch_id) <= 64 else None
+    record = await batches.get(batch_id, tenant=tenant.name) if len(batch_id) <= 64 else None
     if record is None:
         raise ApiError(
             404,
@@ -92,17 +92,7 @@ async def read_batch_body(request: Request) -> JsonBody:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise malformed_json(f"not UTF-8 (byte {exc.start})") from None
-    max_depth = request.app.state.settings.max_json_depth
-    lines: list[Any] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            lines.append(loads(line, max_depth=max_depth, max_size=None))
-        except JsonBoundsError as exc:
-            raise json_refused(
-                exc, field=f"/inputs/{len(lines)}", where=f"line {number}: "
-            ) from None
+    lines = await run_cpu(_parse_jsonl, text, request.app.state.settings.max_json_depth)
     data: dict[str, Any] = {"program": request.query_params.get("program"), "inputs": lines}
     deadline = request.query_params.get("deadline_s")
     if deadline is not None:
@@ -123,11 +113,27 @@ async def read_batch_body(request: Request) -> JsonBody:
     return JsonBody(data=data, text=text)
 
 
+def _parse_jsonl(text: str, max_depth: int) -> list[Any]:
+    """The lines of a JSONL upload, each read by the bounded loader (a refused line is
+    named by its number and its pointer, ``/inputs/N``)."""
+    lines: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            lines.append(loads(line, max_depth=max_depth, max_size=None))
+        except JsonBoundsError as exc:
+            raise json_refused(
+                exc, field=f"/inputs/{len(lines)}", where=f"line {number}: "
+            ) from None
+    return lines
+
+
 BatchBodyDep = Annotated[JsonBody, Depends(read_batch_body)]
 
 
 @router.post("", status_code=202, summary="Submit a batch", openapi_extra=_OPENAPI_BODY)
-def create_batch(
+async def create_batch(
     body: BatchBodyDep,
     tenant: TenantDep,
     submitter: SubmitterDep,
@@ -149,7 +155,7 @@ def create_batch(
         raise ApiError(
             422, "request.invalid", f"unknown field `{unknown[0]}`", field=f"/{unknown[0]}"
         )
-    record = submit_batch(
+    record = await submit_batch(
         submitter,
         batches,
         tenant,
@@ -158,45 +164,45 @@ def create_batch(
         deadline_s=data.get("deadline_s"),
         max_lines=settings.max_batch_size,
     )
-    view = batch_view(record, batches.progress(record.id))
+    view = batch_view(record, await batches.progress(record.id))
     return JSONResponse(view, status_code=202, headers={"Location": f"/v1/batches/{record.id}"})
 
 
 @router.get("/{batch_id}", summary="A batch: status and request counts")
-def get_batch(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
-    return batch_view(*refresh_batch(batches, record))
+async def get_batch(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
+    return batch_view(*await batches.refresh(record))
 
 
 @router.get("/{batch_id}/results", summary="A batch's results (JSONL, in input order)")
-def batch_results(record: OwnedBatch, batches: BatchStoreDep) -> StreamingResponse:
+async def batch_results(record: OwnedBatch, batches: BatchStoreDep) -> StreamingResponse:
     """One line per input, in input order: ``{"custom_id", "run_id", "status"}`` and
     ``output`` or ``error: {code, message}``; lines not final are ``in_progress``, lines cut
     off by the deadline ``expired``. Available while the batch runs."""
-    refresh_batch(batches, record)
+    await batches.refresh(record)
     return StreamingResponse(result_rows(batches, record.id), media_type="application/x-ndjson")
 
 
 @router.post("/{batch_id}/cancel", status_code=202, summary="Cancel a batch")
-def cancel(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
+async def cancel(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
     """Cancels the lines not final yet; finished lines keep their results. The batch is
     ``cancelling`` until every line is final, then ``cancelled``."""
-    cancel_batch(batches, record)
-    fresh = batches.get(record.id) or record
-    return batch_view(fresh, batches.progress(record.id))
+    await cancel_batch(batches, record)
+    fresh = await batches.get(record.id) or record
+    return batch_view(fresh, await batches.progress(record.id))
 
 
 @router.get("", summary="The caller's batches, newest first")
-def list_batches(
+async def list_batches(
     tenant: TenantDep,
     batches: BatchStoreDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    listed = batches.list(tenant.name, limit=limit, after=after)
+    listed = await batches.list_batches(tenant.name, limit=limit, after=after)
     if listed is None:
         raise ApiError(422, "request.invalid", f"there is no batch {after}", field="query:after")
     records, has_more = listed
-    data = [batch_view(*refresh_batch(batches, r)) for r in records]
+    data = [batch_view(*await batches.refresh(r)) for r in records]
     return {
         "object": "list",
         "data": data,

@@ -31,6 +31,7 @@ from sgflow.service.models import (
     ProgramSummary,
     ProgramVersions,
 )
+from sgflow.service.offload import run_cpu
 
 __all__ = ["router"]
 
@@ -93,7 +94,8 @@ def _invalid(errors: list[ProgramError]) -> SgflowError:
 
 def _checked(data: Any, text: str) -> tuple[dict[str, Any], str | None]:
     """The program data and its YAML source (None for a JSON program), checked.
-    Raises 422 with every problem the static checker finds, each with its line."""
+    Raises 422 with every problem the static checker finds, each with its line.
+    CPU-bound (the checker compiles grammars): run it with :func:`run_cpu`."""
     if isinstance(data, dict) and "source" in data:
         extra = sorted(set(data) - {"source"})
         if extra or not isinstance(data["source"], str):
@@ -136,7 +138,7 @@ def _checked(data: Any, text: str) -> tuple[dict[str, Any], str | None]:
         422: {"model": ErrorResponse},
     },
 )
-def create_program(
+async def create_program(
     tenant: TenantDep, body: JsonBodyDep, programs: ProgramStoreDep, response: Response
 ) -> ProgramDetail:
     """Check a program with the static checker and store it as ``name@version``.
@@ -145,8 +147,8 @@ def create_program(
     ``program.version_exists`` when it holds other content, ``program.version_deleted``
     when it was deleted; 422 with every checker problem (``errors``: code, field, line,
     message, hint)."""
-    data, source = _checked(body.data, body.text)
-    stored, outcome = programs.put(tenant.name, data, source=source)
+    data, source = await run_cpu(_checked, body.data, body.text)
+    stored, outcome = await programs.put(tenant.name, data, source=source)
     if outcome == "conflict":
         raise ApiError(
             409,
@@ -170,38 +172,38 @@ def create_program(
 
 
 @router.get("")
-def list_programs(
+async def list_programs(
     tenant: TenantDep,
     programs: ProgramStoreDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="names per page")] = 100,
     cursor: Annotated[str | None, Query(max_length=64, description="from next_cursor")] = None,
 ) -> ProgramPage:
     """The caller's programs by name, each at its latest version that is not deleted."""
-    infos, next_cursor = programs.list_latest(tenant.name, limit=limit, after=cursor)
+    infos, next_cursor = await programs.list_latest(tenant.name, limit=limit, after=cursor)
     return ProgramPage(data=[ProgramSummary.of(i) for i in infos], next_cursor=next_cursor)
 
 
 @router.get("/{name}")
-def list_versions(name: str, tenant: TenantDep, programs: ProgramStoreDep) -> ProgramVersions:
+async def list_versions(name: str, tenant: TenantDep, programs: ProgramStoreDep) -> ProgramVersions:
     """Every version of one program, deleted ones included (404 when there is none)."""
-    infos = programs.versions(tenant.name, name)
+    infos = await programs.versions(tenant.name, name)
     if not infos:
         raise program_not_found(name)
     return ProgramVersions(name=name, versions=[ProgramSummary.of(i) for i in infos])
 
 
 @router.get("/{name}/{version}")
-def get_program(program: OwnedProgram) -> ProgramDetail:
+async def get_program(program: OwnedProgram) -> ProgramDetail:
     """One version with its body and content hash; deleted versions too (``deleted_at``)."""
     return ProgramDetail.of(program)
 
 
 @router.delete("/{name}/{version}")
-def delete_program(
+async def delete_program(
     program: OwnedProgram, tenant: TenantDep, programs: ProgramStoreDep
 ) -> ProgramSummary:
     """Mark a version deleted: no new runs; runs that used it keep it. Idempotent."""
-    deleted = programs.delete(tenant.name, program.name, program.version)
+    deleted = await programs.delete(tenant.name, program.name, program.version)
     if deleted is None:  # cannot happen: versions are never removed
         raise program_not_found(program.ref)
     return ProgramSummary.of(deleted)

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from sgflow.workers import RunStore
-from tests.workers.conftest import T0, FakeClock
-from tests.workers.test_store import kinds, new_run
+from sgflow.store import RunStore
+from tests.store.conftest import T0, FakeClock
+from tests.store.test_runs import kinds, new_run
 
 
 def test_create_stores_and_indexes_the_deadline(store: RunStore) -> None:

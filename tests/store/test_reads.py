@@ -1,5 +1,5 @@
 """The run store's reading side and counters: the event stream resumed from an id, listing
-with cursor pagination and tenant isolation, batch counters, and the public surface."""
+with cursor pagination and tenant isolation, batch counters."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 import pytest
 import redis
 
-import sgflow.workers
-from sgflow.workers import CODES, InvalidCursor, RunStore
-from tests.workers.conftest import FakeClock
-from tests.workers.test_store import new_run
+import sgflow.store
+from sgflow.store import InvalidCursor, RunStore
+from tests.store.conftest import FakeClock
+from tests.store.test_runs import new_run
 
 # -- events ----------------------------------------------------------------------------------------
 
@@ -201,39 +201,4 @@ def test_reaper_failures_count_as_failed_lines(store: RunStore, clock: FakeClock
         assert store.claim(run_id, "w") is not None
         clock.advance(31)
         store.reap()
-    assert store.batch_progress("b3") == sgflow.workers.BatchProgress(completed=0, failed=1)
-
-
-# -- the public surface ------------------------------------------------------------------------
-
-
-def test_the_public_surface_is_pinned() -> None:
-    assert set(sgflow.workers.__all__) == {
-        "CODES",
-        "STATUSES",
-        "BatchProgress",
-        "Claim",
-        "Event",
-        "InvalidCursor",
-        "LeaseLost",
-        "MaxAttemptsExceeded",
-        "Run",
-        "RunAlreadyFinished",
-        "RunNotFound",
-        "RunStore",
-        "StoreError",
-        "TimeLimitExceeded",
-    }
-    for name in sgflow.workers.__all__:
-        assert hasattr(sgflow.workers, name), name
-
-
-def test_every_error_code_is_documented() -> None:
-    errors = [
-        getattr(sgflow.workers, name)
-        for name in sgflow.workers.__all__
-        if isinstance(getattr(sgflow.workers, name), type)
-        and issubclass(getattr(sgflow.workers, name), sgflow.workers.StoreError)
-        and name != "StoreError"
-    ]
-    assert {e.code for e in errors} == set(CODES)
+    assert store.batch_progress("b3") == sgflow.store.BatchProgress(completed=0, failed=1)

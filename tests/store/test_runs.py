@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import redis
 
-from sgflow.workers import (
+from sgflow.store import (
     Claim,
     LeaseLost,
     RunAlreadyFinished,
     RunNotFound,
     RunStore,
 )
-from tests.workers.conftest import T0, FakeClock, connect
+from tests.store.conftest import T0, FakeClock, connect
 
 
 def new_run(store: RunStore, *, tenant: str = "acme", parent: str | None = None, **kw: Any) -> str:

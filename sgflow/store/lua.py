@@ -6,12 +6,24 @@ Times come in as ARGV from the store's clock (never Redis ``TIME``), so tests ca
 fake clock and every worker compares leases on one scale.
 
 Scripts that can finish a run share the KEYS layout of :meth:`Keys.terminal`:
-``run, steps, events, running, queued[, batch lines, batch counts]`` (the batch pair only
-when the run has a parent), and :data:`PRELUDE`'s ``finalize`` writes the result, the
+``run, steps, events, running, queued, active[, batch lines, batch counts]`` (the batch pair
+only when the run has a parent), and :data:`PRELUDE`'s ``finalize`` writes the result, the
 ``run.finished`` event, the TTLs and the batch line in one go.
+
+The per-tenant concurrency cap is counted here too, so it is atomic and exact: :data:`CREATE`
+increments the tenant's field of ``active`` only if it is under the cap (else it refuses,
+creating nothing) and marks the run ``counted``; ``finalize``, the one place every path that
+ends a run goes through (a worker's finish, a cancel of a queued run, a claim or the reaper
+giving up, a deadline), decrements it once and clears the mark. Batch lines are created
+uncounted: the batch's own limits admit them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from sgflow.store.ops import Lua
 
 __all__ = [
     "APPEND_EVENT",
@@ -24,6 +36,8 @@ __all__ = [
     "MARK_LINE",
     "REAP",
     "REQUEST_CANCEL",
+    "RunScripts",
+    "run_scripts",
     "with_prelude",
 ]
 
@@ -49,8 +63,16 @@ local function mark_line(lines, counts, id, status)
   return 1
 end
 
+local function release(run, active)
+  local f = redis.call('HMGET', run, 'counted', 'tenant')
+  if f[1] ~= '1' then return end
+  redis.call('HSET', run, 'counted', '0')
+  if redis.call('HINCRBY', active, f[2], -1) <= 0 then redis.call('HDEL', active, f[2]) end
+end
+
 local function finalize(id, status, now, output, err, ttl)
   local attempt = redis.call('HGET', KEYS[1], 'attempt')
+  release(KEYS[1], KEYS[6])
   redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now, 'lease_until', '',
     'output', output, 'error', err)
   redis.call('ZREM', KEYS[4], id)
@@ -60,22 +82,36 @@ local function finalize(id, status, now, output, err, ttl)
   event(KEYS[3], 'run.finished',
     '{"status":"' .. status .. '","attempt":' .. attempt .. ',"error":' .. e .. '}')
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ttl) end
-  if KEYS[7] then mark_line(KEYS[6], KEYS[7], id, status) end
+  if KEYS[8] then mark_line(KEYS[7], KEYS[8], id, status) end
 end
 """
 
-# KEYS run, events, tenant runs, queued, deadlines. ARGV id, created_at, then field/value
-# pairs (a non-empty ``deadline_at`` among them indexes the run in ``deadlines``).
+# KEYS run, events, tenant runs, queued, deadlines, active[, idempotency key]. ARGV id,
+# created_at, tenant, cap ('' = not counted), idempotency value, its TTL, replace ('1': the
+# key's run is gone, take the key over), then field/value pairs (a non-empty ``deadline_at``
+# among them indexes the run in ``deadlines``). Returns {outcome, detail}: created | exists
+# (HGETALL of the run), idempotent (the key's value), limited (the tenant's active runs).
 CREATE = r"""
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-  redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-  local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
-  if deadline and deadline ~= '' then redis.call('ZADD', KEYS[5], deadline, ARGV[1]) end
-  event(KEYS[2], 'run.queued', '{}')
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', redis.call('HGETALL', KEYS[1])} end
+if KEYS[7] and ARGV[7] ~= '1' then
+  local saved = redis.call('GET', KEYS[7])
+  if saved then return {'idempotent', saved} end
 end
-return redis.call('HGETALL', KEYS[1])
+local counted = '0'
+if ARGV[4] ~= '' then
+  local active = tonumber(redis.call('HGET', KEYS[6], ARGV[3]) or '0')
+  if active >= tonumber(ARGV[4]) then return {'limited', tostring(active)} end
+  redis.call('HINCRBY', KEYS[6], ARGV[3], 1)
+  counted = '1'
+end
+redis.call('HSET', KEYS[1], 'counted', counted, unpack(ARGV, 8))
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+local deadline = redis.call('HGET', KEYS[1], 'deadline_at')
+if deadline and deadline ~= '' then redis.call('ZADD', KEYS[5], deadline, ARGV[1]) end
+if KEYS[7] then redis.call('SET', KEYS[7], ARGV[5], 'EX', ARGV[6]) end
+event(KEYS[2], 'run.queued', '{}')
+return {'created', redis.call('HGETALL', KEYS[1])}
 """
 
 # KEYS terminal. ARGV id, worker, now, lease_until, max_attempts, ttl, max_attempts error,
@@ -210,3 +246,40 @@ return mark_line(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 def with_prelude(body: str, *, events_maxlen: int) -> str:
     """A script ready to register: the shared helpers, then ``body``."""
     return PRELUDE.replace("__MAXLEN__", str(int(events_maxlen))) + body
+
+
+@dataclass(frozen=True)
+class RunScripts:
+    """Every run script, ready to :class:`~sgflow.store.ops.Eval`, for one event cap."""
+
+    create: Lua
+    claim: Lua
+    heartbeat: Lua
+    checkpoint: Lua
+    append_event: Lua
+    finish: Lua
+    request_cancel: Lua
+    reap: Lua
+    expire_queued: Lua
+    mark_line: Lua
+
+
+@cache
+def run_scripts(events_maxlen: int) -> RunScripts:
+    """The scripts with ``events_maxlen`` as the event streams' cap (built once per cap)."""
+
+    def lua(body: str) -> Lua:
+        return Lua(with_prelude(body, events_maxlen=events_maxlen))
+
+    return RunScripts(
+        create=lua(CREATE),
+        claim=lua(CLAIM),
+        heartbeat=lua(HEARTBEAT),
+        checkpoint=lua(CHECKPOINT),
+        append_event=lua(APPEND_EVENT),
+        finish=lua(FINISH),
+        request_cancel=lua(REQUEST_CANCEL),
+        reap=lua(REAP),
+        expire_queued=lua(EXPIRE_QUEUED),
+        mark_line=lua(MARK_LINE),
+    )

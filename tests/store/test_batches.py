@@ -5,19 +5,9 @@ from __future__ import annotations
 
 import redis
 
-from sgflow.workers.batches import (
-    STALE_VALIDATING_S,
-    BatchStore,
-    after_line,
-    batch_status,
-    finalize,
-    refresh_batch,
-    sweep,
-)
-from sgflow.workers.records import as_str
-from sgflow.workers.stats import Stats
-from sgflow.workers.store import RunStore
-from tests.workers.conftest import FakeClock
+from sgflow.store import STALE_VALIDATING_S, BatchStore, RunStore, Stats, batch_status
+from sgflow.store.records import as_str
+from tests.store.conftest import FakeClock
 
 
 def new_batch(
@@ -72,8 +62,8 @@ def test_finalizing_then_completed_with_a_ttl(
     assert status_of(batches, batch_id) == "finalizing"  # every line final, end not written
     assert client.ttl(batches.key(batch_id)) == -1
     clock.advance(5)
-    assert finalize(batches, batch_id) == "completed"
-    assert finalize(batches, batch_id) is None  # once
+    assert batches.finalize(batch_id) == "completed"
+    assert batches.finalize(batch_id) is None  # once
     record = batches.get(batch_id)
     assert record is not None
     assert record.status == "completed" and record.completed_at == clock.now
@@ -93,9 +83,9 @@ def test_the_worker_that_ends_the_last_line_finalizes(store: RunStore) -> None:
     batches = BatchStore(store)
     batch_id, ids = new_batch(batches, 2)
     finish(store, ids[0])
-    assert after_line(batches, ids[0]) is None
+    assert batches.after_line(ids[0]) is None
     finish(store, ids[1], "failed")
-    assert after_line(batches, ids[1]) == "completed"
+    assert batches.after_line(ids[1]) == "completed"
     assert batches.progress(batch_id).failed == 1
 
 
@@ -107,9 +97,9 @@ def test_sweep_expires_a_batch_nobody_reads(
     finish(store, ids[0])
     claim = store.claim(ids[1], "w")  # running when the deadline passes
     assert claim is not None
-    assert sweep(batches) == []
+    assert batches.sweep() == []
     clock.advance(11)
-    assert sweep(batches) == [(batch_id, "expired")]
+    assert batches.sweep() == [(batch_id, "expired")]
     record = batches.get(batch_id)
     assert record is not None and record.status == "expired"
     assert record.expired_at == clock.now and record.finalized_at == clock.now
@@ -125,7 +115,7 @@ def test_sweep_expires_a_batch_nobody_reads(
     # the running line ends later: its line stays expired, the counts still add up
     assert store.finish(claim, status="succeeded", output={})
     assert batches.progress(batch_id) == progress
-    assert sweep(batches) == []
+    assert batches.sweep() == []
 
 
 def test_sweep_finalizes_and_fails_abandoned_creations(
@@ -140,9 +130,9 @@ def test_sweep_finalizes_and_fails_abandoned_creations(
         deadline_at=None,
     )  # fmt: skip
     batches.add_lines(stuck, [("a", "stuck-a", {}), ("b", "stuck-b", {})])  # then the API died
-    assert sweep(batches) == [(done_id, "completed")]
+    assert batches.sweep() == [(done_id, "completed")]
     clock.advance(STALE_VALIDATING_S + 1)
-    assert sweep(batches) == [("batch_stuck", "failed")]
+    assert batches.sweep() == [("batch_stuck", "failed")]
     record = batches.get("batch_stuck")
     assert record is not None and record.status == "failed"
     assert record.error is not None and record.error["code"] == "batch.creation_interrupted"
@@ -157,7 +147,7 @@ def test_reads_expire_and_finalize_too(store: RunStore, clock: FakeClock) -> Non
     record = batches.get(batch_id)
     assert record is not None
     clock.advance(2)
-    fresh, progress = refresh_batch(batches, record)
+    fresh, progress = batches.refresh(record)
     assert fresh.status == "expired" and progress.failed == 2
 
 

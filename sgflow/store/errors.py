@@ -17,6 +17,11 @@ Hierarchy (catch by meaning; branch on ``code``, never on the message):
                               (the worker's watchdog stops it before the broker redelivers)
   - InvalidCursor             ``run.invalid_cursor``: a ``list_runs`` cursor the store did not
                               issue; the service answers 422 naming ``field``
+  - ActiveRunLimit            ``limit.concurrent_runs``: the tenant already has ``limit`` runs
+                              queued or running (batch lines aside); nothing was created; the
+                              service answers 429 with ``Retry-After``
+  - IdempotencyConflict       ``idempotency.conflict``: the Idempotency-Key was used with
+                              another request body; the service answers 409
 
 Every one is a :class:`sgflow.errors.SgflowError`; ``to_dict()`` gives the body stored in a
 run's ``error`` and sent to clients.
@@ -31,6 +36,8 @@ from sgflow.errors import SgflowError
 
 __all__ = [
     "CODES",
+    "ActiveRunLimit",
+    "IdempotencyConflict",
     "InvalidCursor",
     "LeaseLost",
     "MaxAttemptsExceeded",
@@ -49,6 +56,8 @@ CODES: dict[str, str] = {
         "run.max_attempts",
         "run.invalid_cursor",
         "run.time_limit",
+        "limit.concurrent_runs",
+        "idempotency.conflict",
     )
 }
 """The codes a :class:`StoreError` carries (a view of :data:`sgflow.errors.CODES`)."""
@@ -128,4 +137,29 @@ class InvalidCursor(StoreError):
     def __init__(self, cursor: str) -> None:
         super().__init__(
             f"{cursor[:40]!r} is not a cursor this service issued", field="query:cursor"
+        )
+
+
+class ActiveRunLimit(StoreError):
+    code = "limit.concurrent_runs"
+    hint = "wait for runs to finish, or use POST /v1/batches for bulk work"
+
+    def __init__(self, tenant: str, limit: int, active: int) -> None:
+        super().__init__(
+            f"the tenant has {active} queued or running runs; the limit is {limit}",
+            limit=limit,
+            headers={"Retry-After": "5"},
+        )
+        self.tenant = tenant
+        self.active = active
+
+
+class IdempotencyConflict(StoreError):
+    code = "idempotency.conflict"
+    hint = "use a new key for a new request"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used with a different request body",
+            field="header:Idempotency-Key",
         )

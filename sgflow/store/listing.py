@@ -19,10 +19,9 @@ import json
 import math
 from typing import Any
 
-import redis
-
-from sgflow.workers.errors import InvalidCursor
-from sgflow.workers.records import STATUSES, Keys, Run, as_str
+from sgflow.store.errors import InvalidCursor
+from sgflow.store.ops import Op, Pipe, call
+from sgflow.store.records import STATUSES, Keys, Run, as_str
 
 __all__ = ["MAX_LIMIT", "SCAN_BUDGET", "list_runs"]
 
@@ -32,7 +31,6 @@ _CHUNK = 100
 
 
 def list_runs(
-    client: redis.Redis,
     keys: Keys,
     tenant: str,
     *,
@@ -40,7 +38,7 @@ def list_runs(
     program: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
-) -> tuple[list[Run], str | None]:
+) -> Op[tuple[list[Run], str | None]]:
     """Up to ``limit`` (default 50, at most :data:`MAX_LIMIT`) of ``tenant``'s runs and the
     cursor of the next page (``None`` at the end).
 
@@ -62,18 +60,18 @@ def list_runs(
     examined = 0
     next_cursor: str | None = None
     while True:
-        chunk: Any = client.zrevrangebyscore(
-            key, top, "-inf", start=offset, num=_CHUNK, withscores=True
+        chunk: Any = yield call(
+            "zrevrangebyscore", key, top, "-inf", start=offset, num=_CHUNK, withscores=True
         )
         offset += len(chunk)
         entries = [(as_str(m), float(score)) for m, score in chunk]
         if after:
             entries = [(m, s) for m, s in entries if not _at_or_before(m, s, after)]
-        pipe = client.pipeline(transaction=False)
-        for run_id, _score in entries:
-            pipe.hgetall(keys.run(run_id))
+        records = (
+            (yield Pipe([call("hgetall", keys.run(m)) for m, _ in entries])) if entries else []
+        )
         full = False
-        for (run_id, score), raw in zip(entries, pipe.execute(), strict=True):
+        for (run_id, score), raw in zip(entries, records, strict=True):
             examined += 1
             last = (score, run_id)
             if not raw:
@@ -91,7 +89,7 @@ def list_runs(
         if len(chunk) < _CHUNK:
             break
     if gone:
-        client.zrem(key, *gone)
+        yield call("zrem", key, *gone)
     return runs, next_cursor
 
 
