@@ -135,6 +135,7 @@ CODES: dict[str, Code] = _codes(
     ("limit.schema_depth", 422, False, "the JSON Schema nests too deeply"),
     ("limit.schema_size", 422, False, "the JSON Schema is too large"),
     ("limit.enum_size", 422, False, "an enum or choices list has too many options"),
+    ("limit.schema_branches", 422, False, "an anyOf/oneOf/allOf has too many subschemas"),
     ("limit.regex_size", 422, False, "a regex is too long"),
     ("limit.grammar_size", 422, False, "a grammar is too long"),
     ("limit.context", 422, False, "the prompt plus max_new_tokens do not fit the context"),

@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     max_enum_size: int = Field(
         default=1000, gt=0, description="options of one enum or choices list; default 1000"
     )
+    max_schema_branches: int = Field(
+        default=256, gt=0, description="subschemas of one anyOf/oneOf/allOf; default 256"
+    )
     max_regex_chars: int = Field(
         default=4096, gt=0, description="one regex or schema pattern; default 4096"
     )

@@ -91,7 +91,8 @@ class GrammarBackend:
             try:  # bounded: a schema string nesting 20,000 deep must not reach xgrammar
                 schema = loads(spec.source, max_size=None)
             except JsonBoundsError as exc:
-                code = "grammar.invalid" if exc.code == "request.malformed_json" else exc.code
+                malformed = exc.code == "request.malformed_json"
+                code = _INVALID["json_schema"] if malformed else exc.code
                 raise ConstraintError(
                     f"{field} is not acceptable JSON: {exc}", field=field, code=code
                 ) from None

@@ -43,10 +43,8 @@ def create_app(engine: Engine) -> FastAPI:
         try:  # bounded: depth, NaN, huge integers, lone surrogates, duplicate keys
             body = loads(raw, max_size=None)
         except JsonBoundsError as exc:
-            code = "request.invalid" if exc.code == "request.malformed_json" else exc.code
-            field = (exc.pointer or "").strip("/").replace("/", ".")
             raise BadRequest(
-                f"the body is refused: {exc.message}", field=field, code=code
+                f"the body is refused: {exc.message}", field=exc.pointer, code=exc.code
             ) from None
         req = parse_generate(body)
         loop = asyncio.get_running_loop()

@@ -47,6 +47,7 @@ _NAMES = (
     "limit.schema_depth",
     "limit.schema_size",
     "limit.enum_size",
+    "limit.schema_branches",
     "limit.regex_size",
     "limit.grammar_size",
 )

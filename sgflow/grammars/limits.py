@@ -11,6 +11,7 @@ max_schema_depth       32        nesting of subschemas (plus nesting inside enum
                                  raw JSON nesting anywhere is capped at 4 times this
 max_schema_bytes       100_000   the JSON Schema, serialised compactly as UTF-8
 max_enum_size          1000      options of one ``enum`` or of a choices list
+max_schema_branches    256       subschemas of one ``anyOf``/``oneOf``/``allOf``
 max_regex_chars        4096      a regex constraint, or one ``pattern`` in a schema
 max_regex_memory       1 MiB     memory RE2 may use for one compiled pattern (program
                                  and DFA cache), :mod:`~sgflow.grammars.safe_regex`
@@ -54,6 +55,7 @@ class Limits:
     max_json_whitespace: int = 4
     allow_recursive_refs: bool = True
     max_regex_memory: int = 1 << 20
+    max_schema_branches: int = 256
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

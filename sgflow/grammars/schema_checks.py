@@ -3,7 +3,8 @@
 In order, each stage only if the previous ones passed (a schema over the size limit is
 not walked further; an invalid schema is not compiled):
 
-1. nesting and size limits (``limit.schema_depth``, ``limit.schema_size``);
+1. nesting, branching and size limits (``limit.schema_depth``, ``limit.schema_branches``,
+   ``limit.schema_size``);
 2. validity against its own meta-schema (``grammar.invalid_schema``, at the keyword);
 3. ``enum`` sizes, ``pattern``/``patternProperties`` lengths and dialect, ``$ref``s;
 4. keywords the enforcement report marks ``rejected`` (``grammar.unsupported``).
@@ -36,6 +37,8 @@ __all__ = ["check_schema_static", "check_validation_schema", "pattern_errors", "
 # subschema depth limit, so no value can be deep enough to hit Python's recursion limit.
 _RAW_DEPTH_FACTOR = 4
 _MAX_META_ERRORS = 10
+# Each branch of these becomes grammar rules (and a validation pass): bounded in number
+_COMBINATORS = ("anyOf", "oneOf", "allOf")
 
 
 def check_schema_static(schema: Any, limits: Limits) -> list[GrammarError]:
@@ -94,6 +97,20 @@ def _size_and_depth(schema: dict[str, Any], limits: Limits) -> list[GrammarError
             )
         ]
     for node in iter_nodes(schema):
+        if isinstance(node.schema, dict):
+            for key in _COMBINATORS:
+                branches = node.schema.get(key)
+                if isinstance(branches, list) and len(branches) > limits.max_schema_branches:
+                    return [
+                        GrammarError(
+                            "limit.schema_branches",
+                            f"{node.pointer}/{key}",
+                            f"{key} has {len(branches)} subschemas; the limit is "
+                            f"{limits.max_schema_branches}",
+                            "use an enum for many constants, or merge similar branches",
+                            limit=limits.max_schema_branches,
+                        )
+                    ]
         if node.depth > limits.max_schema_depth:
             return [
                 GrammarError(

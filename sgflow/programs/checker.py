@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sgflow.grammars import get_limits
+from sgflow.grammars import GrammarError, get_limits
 from sgflow.grammars.schema_checks import check_validation_schema
 from sgflow.grammars.schema_refs import check_refs
 from sgflow.programs import constraints
@@ -371,7 +371,14 @@ class _Checker:
         patterns, which RE2 evaluates (``grammar.regex_dialect`` when it would read one
         differently from xgrammar), and every ``$ref`` local and resolving (a remote or file
         ref would be fetched by nobody and fail every validation). ``code`` replaces
-        ``grammar.invalid_schema``."""
+        ``grammar.invalid_schema``. Refs naming a library schema or a file beside the program
+        are inlined first, as the compiler inlines them."""
+        try:
+            schema = constraints.resolve_schema_refs(schema, base_dir=self._base_dir())
+        except GrammarError as unresolved:
+            at = pointer + (unresolved.pointer or "")
+            self.error(unresolved.code, at, unresolved.message, unresolved.hint or "")
+            return
         problems = check_validation_schema(schema, get_limits())
         if not problems:
             problems = check_refs(schema, allow_recursive=True)

@@ -29,14 +29,14 @@ def backend() -> Iterator[GrammarBackend]:
         ('{"type": "number", "maximum": NaN}', "json.non_finite"),
         ('{"type": "integer", "minimum": ' + "9" * 5000 + "}", "limit.json_number"),
         ('{"type": "string", "type": "number"}', "json.duplicate_key"),
-        ('{"type": "string"', "grammar.invalid"),
+        ('{"type": "string"', "grammar.invalid_schema"),
     ],
 )
 def test_json_schema_parameter_is_bounded(backend: GrammarBackend, source: str, code: str) -> None:
     with pytest.raises(ConstraintError) as info:
         backend.compile(ConstraintSpec(kind="json_schema", source=source))
     assert info.value.code == code
-    assert info.value.field == "sampling_params.json_schema"
+    assert info.value.field == "/sampling_params/json_schema"
 
 
 def test_a_bounded_schema_compiles(backend: GrammarBackend) -> None:
@@ -47,12 +47,12 @@ def test_a_bounded_schema_compiles(backend: GrammarBackend) -> None:
 @pytest.mark.parametrize(
     ("body", "code", "field"),
     [
-        (b"[" * 20_000 + b"]" * 20_000, "limit.json_depth", "0." * 127 + "0"),
+        (b"[" * 20_000 + b"]" * 20_000, "limit.json_depth", "/0" * 128),
         (b'{"text": "hi", "sampling_params": {"temperature": NaN}}', "json.non_finite",
-         "sampling_params.temperature"),
-        (b'{"text": "\\udc00"}', "json.lone_surrogate", "text"),
-        (b'{"text": "a", "text": "b"}', "json.duplicate_key", "text"),
-        (b'{"text": ', "request.invalid", ""),
+         "/sampling_params/temperature"),
+        (b'{"text": "\\udc00"}', "json.lone_surrogate", "/text"),
+        (b'{"text": "a", "text": "b"}', "json.duplicate_key", "/text"),
+        (b'{"text": ', "request.malformed_json", ""),
     ],
 )  # fmt: skip
 def test_generate_body_is_bounded(body: bytes, code: str, field: str) -> None:

@@ -92,6 +92,11 @@ CASES: list[tuple[str, Spec, dict[str, Any], str, str, str]] = [
      "limit.schema_size", "", "the limit is 100"),
     ("enum-size", JsonSchema({"enum": list(range(11))}), {"max_enum_size": 10},
      "limit.enum_size", "/enum", "11 values; the limit is 10"),
+    ("schema-branches", JsonSchema({"type": "object", "properties": {"a": {"anyOf": [
+        {"const": i} for i in range(4)]}}}), {"max_schema_branches": 3},
+     "limit.schema_branches", "/properties/a/anyOf", "anyOf has 4 subschemas; the limit is 3"),
+    ("schema-branches-oneof", JsonSchema({"oneOf": [{"type": "string"}] * 5}),
+     {"max_schema_branches": 4}, "limit.schema_branches", "/oneOf", "the limit is 4"),
     ("choices-size", Choices([str(i) for i in range(11)]), {"max_enum_size": 10},
      "limit.enum_size", "", "11 choices"),
     ("regex-size", Regex("a" * 11), {"max_regex_chars": 10}, "limit.regex_size", "",

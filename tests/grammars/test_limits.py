@@ -18,6 +18,7 @@ DEFAULTS = {
     "max_json_whitespace": 4,
     "allow_recursive_refs": True,
     "max_regex_memory": 1 << 20,
+    "max_schema_branches": 256,
 }
 
 
@@ -36,8 +37,9 @@ def test_every_field_reads_its_environment_variable() -> None:
         "SGFLOW_MAX_JSON_WHITESPACE": "2",
         "SGFLOW_ALLOW_RECURSIVE_REFS": "false",
         "SGFLOW_MAX_REGEX_MEMORY": "65536",
+        "SGFLOW_MAX_SCHEMA_BRANCHES": "8",
     }
-    assert Limits.from_env(env) == Limits(64, 2000, 10, 100, 300, 0.5, 2, False, 65536)
+    assert Limits.from_env(env) == Limits(64, 2000, 10, 100, 300, 0.5, 2, False, 65536, 8)
     assert Limits.from_env({}) == Limits()
 
 

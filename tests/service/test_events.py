@@ -161,7 +161,7 @@ def test_a_stream_resumes_after_last_event_id_and_ends_after_run_finished(api: A
         r = client.get(f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": ids[2]})
         assert [x[4:] for x in r.text.splitlines() if x.startswith("id: ")] == [late, finished]
         r = client.get(f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": "1-0; DROP"})
-        assert r.status_code == 422 and r.json()["error"]["field"] == "Last-Event-ID"
+        assert r.status_code == 422 and r.json()["error"]["field"] == "header:Last-Event-ID"
 
 
 # -- /v1/extract ---------------------------------------------------------------------------------

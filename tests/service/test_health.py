@@ -101,7 +101,7 @@ def test_readyz_warns_about_redis_without_aof_but_stays_ready(
     """The machine's Redis runs without AOF (a test cannot turn it on: it is shared): "never
     lost" does not hold there, which /readyz says as a warning, not a failure."""
     aof = redis_client.config_get("appendonly")["appendonly"]
-    r = _readyz(settings, redis_client)
+    r = _readyz(settings)
     assert r.status_code == 200, r.text
     body = r.json()
     durability = body["checks"][3]
@@ -117,10 +117,10 @@ def test_readyz_checks_the_router_when_there_is_one(
     settings: Settings, redis_client: redis.Redis, engine_url: str, worker_alive: None
 ) -> None:
     dead = "http://127.0.0.1:9"
-    r = _readyz(settings.model_copy(update={"router_url": dead}), redis_client)
+    r = _readyz(settings.model_copy(update={"router_url": dead}))
     assert r.status_code == 503
     assert r.json()["failing"] == ["router"]
-    r = _readyz(settings.model_copy(update={"router_url": engine_url}), redis_client)
+    r = _readyz(settings.model_copy(update={"router_url": engine_url}))
     assert r.status_code == 200
 
 

@@ -157,7 +157,7 @@ async def run_events(
             422,
             "request.invalid",
             f"Last-Event-ID {after[:40]!r} is not an event id",
-            field="Last-Event-ID",
+            field="header:Last-Event-ID",
         ) from None
     stream = (
         _finished_stream(store, run.id, after)
