@@ -130,6 +130,8 @@ CODES: dict[str, Code] = _codes(
     ("grammar.ref_cycle", 422, False, "$refs that loop without producing JSON"),
     ("grammar.regex_dialect", 422, False, "a pattern RE2 and xgrammar would read differently"),
     ("grammar.compile_timeout", 422, False, "compilation took longer than the time limit"),
+    ("grammar.compile_crashed", 422, False, "the grammar compiler crashed or ran out of memory"),
+    ("grammar.compile_busy", 503, True, "every grammar compiler stayed busy; retry shortly"),
     ("grammar.conflict", 422, False, "more than one constraint on one generation"),
     ("grammar.ref_unresolved", 422, False, "a $ref names no library schema and no file"),
     ("limit.schema_depth", 422, False, "the JSON Schema nests too deeply"),

@@ -1,8 +1,10 @@
 """Grammar-constrained decoding with xgrammar token bitmasks.
 
-A constraint (regex, JSON Schema or EBNF) is compiled once per distinct source (xgrammar's
-compiler cache) against the model's vocabulary, under a time limit, before the request is
-queued: a constraint that does not compile is a 400, never unconstrained text. During
+A constraint (regex, JSON Schema or EBNF) is compiled once per distinct source against the
+model's vocabulary, in a killable child process under a time limit
+(:mod:`sgflow.engine.compile_pool`), before the request is queued: a constraint that does not
+compile is a 422 (503 ``grammar.compile_busy`` when every compiler is busy), never
+unconstrained text. During
 decoding each sequence holds a matcher; its bitmask is unpacked to a boolean mask over the
 vocabulary, so applying it costs a few microseconds instead of a pass over 49k tokens.
 """
@@ -10,13 +12,11 @@ vocabulary, so applying it costs a few microseconds instead of a pass over 49k t
 from __future__ import annotations
 
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import numpy as np
 import xgrammar as xgr
 
+from sgflow.engine.compile_pool import CompileFailed, CompilePool
 from sgflow.engine.errors import ConstraintError
 from sgflow.engine.protocol import ConstraintSpec
 from sgflow.jsonbounds import JsonBoundsError, loads
@@ -52,7 +52,9 @@ class GrammarState:
 
 
 class GrammarBackend:
-    """Compiles constraints for one model's vocabulary.
+    """Compiles constraints for one model's vocabulary, in killable child processes
+    (:class:`~sgflow.engine.compile_pool.CompilePool`: a fast lane, a slow lane, results and
+    failures remembered by content).
 
     ``max_whitespace`` bounds runs of whitespace between JSON tokens, so a small model cannot
     spin in whitespace until ``max_new_tokens`` (xgrammar's ``max_whitespace_cnt``).
@@ -65,20 +67,28 @@ class GrammarBackend:
         stop_ids: list[int],
         max_whitespace: int = 4,
         compile_timeout_s: float = 10.0,
+        fast_budget_s: float = 2.5,
     ) -> None:
         self.vocab_size = len(vocab)
         info = xgr.TokenizerInfo(
             vocab, xgr.VocabType.RAW, vocab_size=len(vocab), stop_token_ids=stop_ids
         )
-        self._compiler = xgr.GrammarCompiler(info, max_threads=2, cache_enabled=True)
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="grammar")
         self.max_whitespace = max_whitespace
         self.compile_timeout_s = compile_timeout_s
-        self._lock = threading.Lock()
-        self.compiled_count = 0
+        self.pool = CompilePool(
+            info,
+            max_whitespace=max_whitespace,
+            timeout_s=compile_timeout_s,
+            fast_budget_s=fast_budget_s,
+        )
+
+    @property
+    def compiled_count(self) -> int:
+        """Compilations that ran (cache misses)."""
+        return self.pool.compiles
 
     def compile(self, spec: ConstraintSpec) -> xgr.CompiledGrammar:
-        """Compile ``spec``; raise :class:`ConstraintError` naming ``sampling_params.<kind>``."""
+        """Compile ``spec``; raise :class:`ConstraintError` naming ``/sampling_params/<kind>``."""
         field = f"sampling_params.{spec.kind}"
         limit = MAX_SOURCE_CHARS[spec.kind]
         if len(spec.source) > limit:
@@ -86,6 +96,7 @@ class GrammarBackend:
                 f"{field} is {len(spec.source)} characters; the limit is {limit}",
                 field=field,
                 code="limit.grammar_size",
+                limit=limit,
             )
         if spec.kind == "json_schema":
             try:  # bounded: a schema string nesting 20,000 deep must not reach xgrammar
@@ -98,38 +109,46 @@ class GrammarBackend:
                 ) from None
             if not isinstance(schema, dict | bool):
                 raise ConstraintError(f"{field} must be a JSON object", field=field)
-        future = self._pool.submit(self._compile, spec)
         try:
-            compiled: xgr.CompiledGrammar = future.result(timeout=self.compile_timeout_s)
-        except FutureTimeout:
-            raise ConstraintError(
-                f"{field} did not compile within {self.compile_timeout_s:g}s; simplify it",
-                field=field,
-                code="grammar.compile_timeout",
-            ) from None
-        except Exception as exc:  # xgrammar raises RuntimeError/ValueError subclasses
-            message = _clean(str(exc)) or type(exc).__name__
-            raise ConstraintError(
-                f"{field} cannot be compiled: {message}", field=field, code=_INVALID[spec.kind]
-            ) from None
+            compiled = self.pool.compile(spec.kind, spec.source)
+        except CompileFailed as exc:
+            raise _refusal(exc, spec.kind, field) from None
+        assert compiled is not None  # the engine's pool ships grammars back
         return compiled
-
-    def _compile(self, spec: ConstraintSpec) -> xgr.CompiledGrammar:
-        with self._lock:
-            self.compiled_count += 1
-        if spec.kind == "regex":
-            return self._compiler.compile_regex(spec.source)
-        if spec.kind == "ebnf":
-            return self._compiler.compile_grammar(spec.source)
-        return self._compiler.compile_json_schema(
-            spec.source, any_whitespace=True, max_whitespace_cnt=self.max_whitespace
-        )
 
     def state(self, compiled: xgr.CompiledGrammar) -> GrammarState:
         return GrammarState(compiled, self.vocab_size)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
+
+
+def _refusal(exc: CompileFailed, kind: str, field: str) -> ConstraintError:
+    if exc.reason == "timeout":
+        return ConstraintError(
+            f"{field} did not compile within {exc.message.rsplit(' ', 1)[-1]}; simplify it",
+            field=field,
+            code="grammar.compile_timeout",
+            hint="split large schemas, bound repetitions, or raise the compile timeout",
+        )
+    if exc.reason == "busy":
+        return ConstraintError(
+            f"{field} could not be compiled now: {exc.message}",
+            field=field,
+            code="grammar.compile_busy",
+            headers={"Retry-After": "2"},
+        )
+    if exc.reason == "crashed":
+        return ConstraintError(
+            f"{field} cannot be compiled: {exc.message}",
+            field=field,
+            code="grammar.compile_crashed",
+            hint="simplify the constraint",
+        )
+    message = _clean(exc.message) or "xgrammar refused it"
+    return ConstraintError(
+        f"{field} cannot be compiled: {message}", field=field, code=_INVALID[kind]
+    )
 
 
 _LOCATION = re.compile(r"^\[[\d:]+\] \S+:\d+: ")

@@ -35,7 +35,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.exception_handler(EngineError)
     async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status)
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.post("/generate")
     async def generate(request: Request) -> Response:

@@ -28,6 +28,13 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="for every JSON Schema, say per keyword whether the grammar enforces it",
     )
+    p.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip compiling each constraint against the model's vocabulary (killable, "
+        "bounded by SGFLOW_COMPILE_TIMEOUT_S), which finds what only the engine would",
+    )
     p = sub.add_parser("run", help="run a program (starts the embedded engine unless --engine)")
     p.add_argument("file")
     p.add_argument(
@@ -63,6 +70,8 @@ def run_check(args: argparse.Namespace) -> int:
             failed = True
             continue
         prog, errors = parse_program(text, file=file)
+        if prog is not None and not errors and getattr(args, "compile", False):
+            errors = _vocabulary_errors(prog, file)
         entry: dict[str, Any] = {
             "file": file,
             "ok": not errors,
@@ -86,6 +95,72 @@ def run_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     return 1 if failed else 0
+
+
+def _vocabulary_errors(prog: Any, file: str) -> list[Any]:
+    """Each constraint compiled against the embedded model's vocabulary, as the engine will:
+    a schema can pass every static check and still not compile in time (or at all)."""
+    from sgflow.engine.compile_pool import CompileFailed, CompilePool
+    from sgflow.engine.vocabulary import tokenizer_info
+    from sgflow.grammars import get_limits
+    from sgflow.programs.compiler import compile_program
+    from sgflow.programs.errors import ProgramError
+
+    ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
+    pointers = _step_pointers(prog.steps, "/steps")
+    limits = get_limits()  # installed from the settings by `sgflow check`
+    codes = {
+        "timeout": "grammar.compile_timeout",
+        "crashed": "grammar.compile_crashed",
+        "busy": "grammar.compile_busy",
+    }
+    invalid = {
+        "regex": "grammar.invalid_regex",
+        "ebnf": "grammar.invalid_ebnf",
+        "json_schema": "grammar.invalid_schema",
+    }
+    errors: list[Any] = []
+    pool = CompilePool(
+        tokenizer_info(),
+        max_whitespace=limits.max_json_whitespace,
+        timeout_s=limits.compile_timeout_s,
+        fast_budget_s=limits.compile_timeout_s,
+        fast_processes=1,
+        slow_processes=1,
+        ship=False,
+    )
+    try:
+        for step in ir.iter_steps():
+            constraint = step.gen.constraint if step.gen is not None else None
+            if constraint is None or constraint.kind == "free" or constraint.source is None:
+                continue
+            try:
+                pool.compile(constraint.kind, constraint.source)
+            except CompileFailed as exc:
+                code = codes.get(exc.reason, invalid[constraint.kind])
+                errors.append(
+                    ProgramError(
+                        code,
+                        f"{pointers.get(step.id, '/steps')}/gen",
+                        f"step {step.id!r}: its {constraint.kind} does not compile against "
+                        f"the model's vocabulary: {exc.message}",
+                        "simplify the constraint (fewer optional properties, shorter "
+                        "bounded strings), or raise SGFLOW_COMPILE_TIMEOUT_S",
+                        file=file,
+                    )
+                )
+    finally:
+        pool.close()
+    return errors
+
+
+def _step_pointers(steps: Any, pointer: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, step in enumerate(steps):
+        out[step.id] = f"{pointer}/{i}"
+        if step.fork is not None:
+            out.update(_step_pointers(step.fork.steps, f"{pointer}/{i}/fork/steps"))
+    return out
 
 
 def _prefix(prog: Any, file: str) -> dict[str, Any]:
