@@ -215,6 +215,12 @@ class Settings(BaseSettings):
     allow_recursive_refs: bool = Field(
         default=True, description="accept recursive $refs (trees); default true"
     )
+    compile_check: bool = Field(
+        default=True,
+        description="`/v1/extract`: also compile the schema against the embedded model's "
+        "vocabulary in the API (killable children, SGFLOW_COMPILE_TIMEOUT_S), beside the run; "
+        "default true",
+    )
 
     # -- embedded engine ------------------------------------------------------------------
     llama_log: bool = Field(

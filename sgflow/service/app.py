@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from sgflow import __version__
+from sgflow.service.compile_check import VocabularyCheck
 from sgflow.service.errors import install_error_handlers
 from sgflow.service.events import BLOCK_MS, EventHub
 from sgflow.service.health import durability_check, engines_check, redis_check, workers_check
@@ -98,8 +100,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _tune_gc()
+        if app.state.vocabulary_check.enabled:
+            threading.Thread(
+                target=app.state.vocabulary_check.warm, name="compile-check", daemon=True
+            ).start()
         yield
         await hub.close()
+        app.state.vocabulary_check.close()
         if owned:
             await client.aclose()
 
@@ -115,6 +122,7 @@ def create_app(
     app.state.programs = AsyncProgramStore(client, prefix=settings.redis_prefix)
     app.state.runs = runs
     app.state.hub = hub
+    app.state.vocabulary_check = VocabularyCheck(settings)
     app.state.submitter = RunSubmitter(
         store=runs,
         bodies=AsyncProgramBodies(client, prefix=settings.redis_prefix),

@@ -11,6 +11,7 @@ The body is JSON whatever its Content-Type, read like every other body
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from functools import cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import anyio
 import yaml
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -147,6 +148,7 @@ def _check_examples(req: ExtractRequest) -> None:
     "/extract", summary="Extract a schema-valid object from a text", openapi_extra=_OPENAPI_BODY
 )
 async def extract(
+    request: Request,
     body: JsonBodyDep,
     tenant: TenantDep,
     submitter: SubmitterDep,
@@ -165,8 +167,20 @@ async def extract(
     if req.examples:
         await run_cpu(_check_examples, req)
         inputs["examples"] = [e.model_dump() for e in req.examples]
-    submitted = await submitter.submit(tenant, {"program": extract_program(), "inputs": inputs})
+    # compiled against the vocabulary beside the run (a schema that compiles costs nothing)
+    compiling = asyncio.create_task(request.app.state.vocabulary_check.check(req.schema_))
+    try:
+        submitted = await submitter.submit(tenant, {"program": extract_program(), "inputs": inputs})
+    except BaseException:
+        compiling.cancel()
+        raise
     run = submitted.run
+    try:
+        await compiling
+    except SgflowError as refused:
+        await store.request_cancel(run.id)
+        refused.extra["run"] = run.id
+        raise
     if not run.finished and req.timeout_s > 0:
         async with hub.subscribe(run.id) as events:
             with anyio.move_on_after(req.timeout_s), contextlib.suppress(StopAsyncIteration):

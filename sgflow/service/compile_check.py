@@ -1,0 +1,112 @@
+"""The API's vocabulary-level check of ``/v1/extract`` schemas.
+
+A schema can pass every static check (valid, bounded, every keyword enforceable) and still
+take minutes to compile against the model's 49k tokens; only the engine would find out, after
+the run was queued, and hold a compiler while it did. The API compiles it too, in its own
+killable children (:class:`~sgflow.engine.compile_pool.CompilePool` with ``ship=False``: only
+the verdict comes back), *beside* the run rather than before it, so a schema that compiles
+costs no latency, and one that does not is refused with its code and the run cancelled.
+
+The pool is started in the background when the API starts (``SGFLOW_COMPILE_CHECK=0`` turns
+the check off) and keeps verdicts by content, so a schema is compiled here once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from sgflow.engine.compile_pool import CompileFailed, CompilePool
+from sgflow.errors import SgflowError
+from sgflow.settings import Settings
+
+__all__ = ["VocabularyCheck"]
+
+log = logging.getLogger(__name__)
+
+_CODES = {
+    "timeout": "grammar.compile_timeout",
+    "crashed": "grammar.compile_crashed",
+    "invalid": "grammar.invalid_schema",
+}
+
+
+class VocabularyCheck:
+    """``await check(schema)`` raises the :class:`SgflowError` of a schema the engine could
+    not compile; a busy pool or a missing vocabulary lets it pass (the engine still decides)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.compile_check
+        self._timeout_s = settings.compile_timeout_s
+        self._max_whitespace = settings.max_json_whitespace
+        self._pool: CompilePool | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._waiting = anyio.CapacityLimiter(16)  # threads that wait on a child, not CPU
+
+    def _get_pool(self) -> CompilePool | None:
+        with self._lock:
+            if self._pool is None and self.enabled and not self._closed:
+                try:
+                    from sgflow.engine.vocabulary import tokenizer_info
+
+                    tokenizer = tokenizer_info()
+                except (OSError, ImportError) as exc:
+                    log.warning("no vocabulary to check schemas against", extra={"error": str(exc)})
+                    self.enabled = False
+                    return None
+                self._pool = CompilePool(
+                    tokenizer,
+                    max_whitespace=self._max_whitespace,
+                    timeout_s=self._timeout_s,
+                    fast_budget_s=min(2.5, self._timeout_s),
+                    max_wait_s=self._timeout_s,
+                    fast_processes=1,
+                    slow_processes=1,
+                    ship=False,
+                )
+            return self._pool
+
+    def warm(self) -> None:
+        """Load the vocabulary and start the children now (the API's start-up calls this in
+        a thread), so the first extraction does not wait for them."""
+        try:
+            self._get_pool()
+        except Exception:  # a check that cannot start is skipped, never fatal
+            log.exception("the schema compile check could not start")
+            self.enabled = False
+
+    def _compile(self, source: str) -> None:
+        pool = self._get_pool()
+        if pool is not None:
+            pool.compile("json_schema", source)
+
+    async def check(self, schema: dict[str, Any], field: str = "/schema") -> None:
+        if not self.enabled:
+            return
+        source = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+        try:
+            await anyio.to_thread.run_sync(self._compile, source, limiter=self._waiting)
+        except CompileFailed as exc:
+            if exc.reason == "busy":
+                log.info("schema check skipped: every compiler is busy")
+                return
+            raise SgflowError(
+                _CODES[exc.reason],
+                f"the schema does not compile against the model's vocabulary: {exc.message}",
+                field=field,
+                hint="simplify the schema (fewer optional properties, shorter bounded "
+                "strings, fewer alternatives), or raise SGFLOW_COMPILE_TIMEOUT_S",
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
