@@ -152,7 +152,7 @@ def test_the_same_message_delivered_twice_yields_one_result(cluster: Cluster) ->
 def test_kill_9_mid_run_another_worker_resumes_without_recomputing(cluster: Cluster) -> None:
     victim = cluster.start_worker()
     run_id = cluster.submit("resume-parse", sample("resume-parse"))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a bound for a loaded machine, not a measure
     while time.monotonic() < deadline:
         if any(k == "step.finished" for _, k, _ in cluster.events(run_id)):
             break
