@@ -49,6 +49,7 @@ LOSS_CODES = frozenset(
         "run.lease_lost",
         "run.store",
         "engine.unavailable",
+        "engine.error",
         "engine.overloaded",
         "engine.internal",
         "program.missing",
