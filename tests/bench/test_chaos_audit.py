@@ -203,3 +203,32 @@ def test_audit_reports_uncounted_lines_as_lost_and_double_counts_as_written_twic
         "counted 4 of 3 lines",
         "counters say 4, marks 3",
     ]
+
+
+def test_pick_worker_spares_runs_on_their_last_attempt() -> None:
+    from sgflow.bench.chaos_blows import InFlight, pick_worker
+
+    flying = [InFlight("r1", "h:1", 1, "a"), InFlight("r2", "h:2", 2, "a")]
+    assert pick_worker(flying, {"h:1": [1, 2], "h:2": [1]}, 3) == "h:2"  # fewest attempts used
+    assert pick_worker(flying, {"h:1": [1, 3], "h:2": [2]}, 3) == "h:2"  # h:1 holds a last try
+    assert pick_worker(flying, {"h:1": [3], "h:2": [3]}, 3) is None
+    assert pick_worker([], {"h:1": [1]}, 3) is None  # nothing generating: nothing to kill
+
+
+def test_a_missed_required_target_fails_the_bench(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from sgflow.bench import suite
+    from sgflow.bench.report import Report, Target
+
+    def scenario(lost: int) -> Report:
+        report = Report("fake")
+        report.add("runs_lost", lost, Target("<=", 0), required=True)
+        report.add("a_ratio", 0.1, Target(">=", 1.0))  # missed, but only watched
+        return report
+
+    for lost, code in ((0, 0), (1, 1)):
+        fake = type("M", (), {"run": staticmethod(lambda *, quick, n=lost: scenario(n))})
+        monkeypatch.setattr(suite.importlib, "import_module", lambda name, f=fake: f)
+        assert suite.main("chaos", quick=True, out_dir=str(tmp_path)) == code
+    assert "chaos" in suite.SCENARIOS and "chaos" in suite.SOLO
