@@ -43,11 +43,31 @@ class Report:
     notes: list[str] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: float = 0.0
+    required: list[str] = field(default_factory=list)  # metrics whose miss fails the run
 
-    def add(self, name: str, value: float | None, target: Target | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        value: float | None,
+        target: Target | None = None,
+        *,
+        required: bool = False,
+    ) -> None:
+        """Record ``value``; with ``required``, missing ``target`` makes ``sgflow bench``
+        exit non-zero (a property, such as "no run lost", rather than a ratio to watch)."""
         self.ratios[name] = None if value is None else round(float(value), 4)
         if target is not None:
             self.targets[name] = target
+        if required:
+            self.required.append(name)
+
+    def missed_required(self) -> list[str]:
+        """The required metrics whose target is not met (a missing value is a miss)."""
+        return [
+            name
+            for name in self.required
+            if name not in self.targets or self.targets[name].met(self.ratios.get(name)) is not True
+        ]
 
     def results(self) -> list[dict[str, Any]]:
         rows = []
