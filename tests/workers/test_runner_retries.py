@@ -51,6 +51,28 @@ def test_unreachable_engine_is_retried_with_backoff_then_fails(store: RunStore) 
     assert [r["delay_s"] for r in retries] == pytest.approx([0.01, 0.02, 0.04])
 
 
+def test_the_backoff_doubles_up_to_its_cap(store: RunStore) -> None:
+    run_id = _stored_run(store)
+    runner = Runner(
+        store,
+        ProgramBodies(store.redis, prefix=store.keys.prefix),
+        engines=EnginePool(["http://127.0.0.1:9"], factory=unreachable),
+        worker_id="w",
+        engine_retries=5,
+        backoff_s=0.01,
+        max_backoff_s=0.03,
+    )
+    assert runner.run(run_id) == "failed"
+    retries = [d for _, k, d in store.read_events(run_id, count=100) if k == "run.retrying"]
+    assert [r["delay_s"] for r in retries] == pytest.approx([0.01, 0.02, 0.03, 0.03, 0.03])
+    assert (
+        Runner(
+            store, ProgramBodies(store.redis), engines=runner.engines, worker_id="x"
+        ).engine_retries
+        == 6
+    )
+
+
 def _stored_run(store: RunStore) -> str:
     prog, errors = parse_program(PROGRAM)
     assert prog is not None, errors
