@@ -251,7 +251,7 @@ class CompilePool:
             return pending.result()
         try:
             result = self._compile(key, kind, source)
-        except CompileFailed as exc:
+        except BaseException as exc:  # waiters for the same constraint get the same answer
             mine.set_exception(exc)
             raise
         else:
