@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import openai
 import pytest
 from openai import pydantic_function_tool
@@ -173,16 +174,17 @@ def test_responses_parse_gives_a_schema_valid_object(
     assert response.id == f"resp_{run_id}" and run_of(stack, run_id)["status"] == "succeeded"
 
 
-def test_responses_stream_ends_completed_with_the_text(sdk: openai.OpenAI, model: str) -> None:
-    with sdk.responses.stream(model=model, input="Say hello.", max_output_tokens=8) as stream:
-        kinds = [event.type for event in stream]
-        final = stream.get_final_response()
+def test_responses_stream_ends_with_the_whole_response(sdk: openai.OpenAI, model: str) -> None:
+    with sdk.responses.stream(model=model, input="Say hello.", max_output_tokens=16) as stream:
+        events = list(stream)
+    kinds = [event.type for event in events]
     assert kinds[:2] == ["response.created", "response.in_progress"]
-    assert "response.output_text.delta" in kinds and kinds[-1] in (
-        "response.completed",
-        "response.incomplete",
-    )
-    assert final.output_text
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    last = events[-1]
+    assert last.type in ("response.completed", "response.incomplete")  # cut off at 16 tokens
+    assert last.response.status == last.type.removeprefix("response.")
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas and last.response.output_text == deltas
 
 
 # -- programs as models -------------------------------------------------------------------------
@@ -280,3 +282,33 @@ def test_a_bad_key_is_an_authentication_error(stack: Stack, model: str) -> None:
     assert isinstance(info.value.body, dict) and info.value.body["sgflow_code"] == "auth.invalid"
     with sdk_for(stack, "sgf_not-a-key") as bad, pytest.raises(openai.AuthenticationError):
         bad.models.list()
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status", "code", "sgflow_code"),
+    [
+        ({}, b'{"model": "m", "messages": []}', 401, "missing_api_key", "auth.missing"),
+        (None, b'{"model": "m", "messages": [', 400, "invalid_json", "request.malformed_json"),
+        (None, b'{"model": "m", "n": 1e999}', 400, "json.non_finite", "json.non_finite"),
+        (None, b'{"model": "m"}', 400, "request.invalid", "request.invalid"),
+    ],
+)
+def test_refusals_before_any_route_are_in_openais_shape(
+    stack: Stack,
+    headers: dict[str, str] | None,
+    content: bytes,
+    status: int,
+    code: str,
+    sgflow_code: str,
+) -> None:
+    """The key (a dependency) and the body (the middleware) are refused in OpenAI's shape
+    on the OpenAI paths, and in sgflow's own on the others."""
+    auth = {"Authorization": f"Bearer {stack.acme_key}"} if headers is None else headers
+    r = httpx.post(f"{stack.url}/v1/chat/completions", content=content, headers=auth)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["sgflow_code"]) == (code, sgflow_code)
+    assert error["type"] in ("invalid_request_error", "authentication_error")
+    assert "message" in error and "param" in error
+    own = httpx.post(f"{stack.url}/v1/runs", content=content, headers=auth)
+    assert own.json()["error"]["code"] == sgflow_code and "type" not in own.json()["error"]
