@@ -7,6 +7,7 @@ errors), never what the model knows."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.engine
 
 TRIAGE = Path(sgflow.__file__).parent / "programs" / "library" / "ticket-triage.yaml"
 SAY_HI = [{"role": "user", "content": "Say hello."}]
+LONG = "Write a long, detailed essay about the history of the Roman Empire, with many sections."
 
 
 class Verdict(BaseModel):
@@ -124,6 +126,26 @@ def test_stream_with_include_usage_ends_with_the_usage_chunk(
     assert 0 < last.usage.completion_tokens <= 8
     assert all(c.usage is None for c in chunks[:-1])
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
+
+
+def test_a_stream_arrives_while_its_run_generates_and_closing_it_cancels_the_run(
+    sdk: openai.OpenAI, stack: Stack, model: str
+) -> None:
+    stream = sdk.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": LONG}], max_tokens=1500, stream=True
+    )
+    run_id = ""
+    for chunk in stream:
+        run_id = chunk.id.removeprefix("chatcmpl-")
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    assert run_of(stack, run_id)["status"] == "running", "text comes as it is generated"
+    stream.close()
+    deadline = time.monotonic() + 120
+    while (status := run_of(stack, run_id)["status"]) == "running":
+        assert time.monotonic() < deadline, "closing the stream cancels the run"
+        time.sleep(0.2)
+    assert status == "cancelled"
 
 
 def test_stream_helper_gives_the_parsed_object(sdk: openai.OpenAI, model: str) -> None:
