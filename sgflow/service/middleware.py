@@ -47,8 +47,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class RequestContextMiddleware:
     """Gives every request an id (the client's ``X-Request-ID`` when it is sane, else a new
-    one; echoed in the response), writes one JSON access-log line per request (method, path,
-    status, duration, tenant), and turns an exception that escaped every handler into a 500
+    one; echoed in the response, unless the route answered an ``X-Request-ID`` of its
+    own: the OpenAI routes answer the run id, which the SDK shows as ``_request_id``),
+    writes one JSON access-log line per request (method, path, status, duration, tenant),
+    and turns an exception that escaped every handler into a 500
     ``internal`` body: the traceback goes to the log, the client gets the request id.
     ``dev_mode`` (default False) adds the exception's type and message to that body."""
 

@@ -128,6 +128,20 @@ def test_stream_with_include_usage_ends_with_the_usage_chunk(
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-")
 
 
+def test_a_cut_off_structured_answer_is_a_length_finish_not_json(
+    sdk: openai.OpenAI, stack: Stack, model: str
+) -> None:
+    with pytest.raises(openai.LengthFinishReasonError) as info:
+        sdk.chat.completions.parse(
+            model=model, messages=SAY_HI, response_format=Verdict, max_tokens=3
+        )
+    completion = info.value.completion
+    assert completion.choices[0].finish_reason == "length"
+    run = run_of(stack, completion.run_id)  # type: ignore[attr-defined]
+    assert run["status"] == "failed"
+    assert isinstance(run["error"], dict) and run["error"]["code"] == "output.truncated"
+
+
 def test_a_stream_arrives_while_its_run_generates_and_closing_it_cancels_the_run(
     sdk: openai.OpenAI, stack: Stack, model: str
 ) -> None:
@@ -254,6 +268,19 @@ def test_a_program_model_answers_the_programs_output(
     assert validation_errors(output, schema) == []
     run = run_of(stack, completion.run_id)  # type: ignore[attr-defined]
     assert run["program"] == "ticket-triage@1" and run["output"] == output
+
+
+def test_a_program_models_inputs_are_checked_before_any_run(
+    sdk: openai.OpenAI, triage: dict[str, object]
+) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(
+            model="program:ticket-triage@1",
+            messages=[{"role": "user", "content": '{"customer": "Dana"}'}],
+        )
+    err = info.value
+    assert (err.code, err.param) == ("input.invalid", "messages[0].content")
+    assert "ticket" in err.message
 
 
 def test_another_tenant_cannot_call_acmes_program(stack: Stack, triage: dict[str, object]) -> None:

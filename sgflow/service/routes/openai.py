@@ -224,8 +224,8 @@ async def _openai_call(
 
 @router.post("/chat/completions", summary="OpenAI chat completions (a queued run)")
 async def chat_completions(
+    tenant: TenantDep,  # first: an unauthenticated caller gets 401 whatever the body
     body: JsonBodyDep,
-    tenant: TenantDep,
     programs: ProgramStoreDep,
     submitter: SubmitterDep,
     store: RunStoreDep,
@@ -241,8 +241,8 @@ async def chat_completions(
 
 @router.post("/responses", summary="OpenAI Responses (a queued run)")
 async def responses(
+    tenant: TenantDep,  # first: an unauthenticated caller gets 401 whatever the body
     body: JsonBodyDep,
-    tenant: TenantDep,
     programs: ProgramStoreDep,
     submitter: SubmitterDep,
     store: RunStoreDep,
