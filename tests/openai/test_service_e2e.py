@@ -97,6 +97,7 @@ def test_parse_gives_a_schema_valid_object(sdk: openai.OpenAI, model: str) -> No
         messages=[{"role": "user", "content": "Rate this review: 'Great product, fast!'"}],
         response_format=Verdict,
         max_tokens=60,
+        temperature=0,  # the tiny model samples whitespace runs at 1.0
     )
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "stop"
@@ -168,6 +169,7 @@ def test_stream_helper_gives_the_parsed_object(sdk: openai.OpenAI, model: str) -
         messages=[{"role": "user", "content": "Rate: 'It broke on day one.'"}],
         response_format=Verdict,
         max_tokens=60,
+        temperature=0,  # the tiny model samples whitespace runs at 1.0
     ) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_completion()
@@ -182,6 +184,7 @@ def test_a_strict_tool_call_has_valid_arguments(sdk: openai.OpenAI, model: str) 
         tools=[pydantic_function_tool(GetWeather, name="get_weather")],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         max_tokens=60,
+        temperature=0,  # the tiny model samples whitespace runs at 1.0
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
@@ -203,6 +206,7 @@ def test_responses_parse_gives_a_schema_valid_object(
         input="Rate this review: 'Okay, nothing special.'",
         text_format=Verdict,
         max_output_tokens=60,
+        temperature=0,
     )
     assert response.status == "completed"
     assert isinstance(response.output_parsed, Verdict)
