@@ -26,6 +26,9 @@ pytestmark = pytest.mark.engine
 
 TRIAGE = Path(sgflow.__file__).parent / "programs" / "library" / "ticket-triage.yaml"
 SAY_HI = [{"role": "user", "content": "Say hello."}]
+# The grammar allows whitespace runs of up to 4 between JSON tokens and the tiny model takes
+# them (greedy or not): enough tokens for the longest object the schemas below allow.
+MAX_JSON = 200
 LONG = "Write a long, detailed essay about the history of the Roman Empire, with many sections."
 
 
@@ -96,8 +99,8 @@ def test_parse_gives_a_schema_valid_object(sdk: openai.OpenAI, model: str) -> No
         model=model,
         messages=[{"role": "user", "content": "Rate this review: 'Great product, fast!'"}],
         response_format=Verdict,
-        max_tokens=60,
-        temperature=0,  # the tiny model samples whitespace runs at 1.0
+        max_tokens=MAX_JSON,
+        temperature=0,
     )
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "stop"
@@ -168,8 +171,8 @@ def test_stream_helper_gives_the_parsed_object(sdk: openai.OpenAI, model: str) -
         model=model,
         messages=[{"role": "user", "content": "Rate: 'It broke on day one.'"}],
         response_format=Verdict,
-        max_tokens=60,
-        temperature=0,  # the tiny model samples whitespace runs at 1.0
+        max_tokens=MAX_JSON,
+        temperature=0,
     ) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_completion()
@@ -183,8 +186,8 @@ def test_a_strict_tool_call_has_valid_arguments(sdk: openai.OpenAI, model: str) 
         messages=[{"role": "user", "content": "What is the weather in Rome for 3 days?"}],
         tools=[pydantic_function_tool(GetWeather, name="get_weather")],
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=60,
-        temperature=0,  # the tiny model samples whitespace runs at 1.0
+        max_tokens=MAX_JSON,
+        temperature=0,
     )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
@@ -205,7 +208,7 @@ def test_responses_parse_gives_a_schema_valid_object(
         instructions="You rate reviews.",
         input="Rate this review: 'Okay, nothing special.'",
         text_format=Verdict,
-        max_output_tokens=60,
+        max_output_tokens=MAX_JSON,
         temperature=0,
     )
     assert response.status == "completed"
