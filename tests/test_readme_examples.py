@@ -58,6 +58,7 @@ def test_the_marked_examples_are_these() -> None:
     assert {name: lang for name, (lang, _) in examples().items()} == {
         "api-curl": "bash",
         "cli": "bash",
+        "openai-sdk": "python",
         "python-client": "python",
     }
 
@@ -271,3 +272,28 @@ def test_python_client(stack: Stack) -> None:
     rows = ast.literal_eval(lines[-1])
     assert [r["custom_id"] for r in rows] == ["a"]
     assert rows[0]["status"] in ("in_progress", *FINAL)
+
+
+@pytest.mark.usefixtures("ready")
+def test_openai_sdk(stack: Stack) -> None:
+    _, code = examples()["openai-sdk"]
+    store_program(stack, "ticket-triage")
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SGFLOW_API_URL": stack.url,
+            "SGFLOW_API_KEY": stack.acme_key,
+        },
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert proc.returncode == 0, proc.stderr
+    parsed, triage = proc.stdout.splitlines()
+    fields, run_id = parsed.rsplit(" ", 1)
+    assert re.fullmatch(r"category='(billing|bug|account|other)' urgent=(True|False)", fields)
+    assert stack.acme.get(f"/v1/runs/{run_id}").json()["status"] == "succeeded"
+    assert json.loads(triage)["urgency"] in ("low", "medium", "high")

@@ -26,6 +26,11 @@ Codes (status):
 - ``program.not_found`` (404), ``program.version_exists``, ``program.version_deleted`` (409),
   ``program.deleted`` (410)
 - ``internal`` (500): a bug; logged with its traceback, the client gets the request id only
+
+The OpenAI-compatible paths (:data:`OPENAI_PATHS`) answer the same errors in OpenAI's shape
+(:func:`sgflow.openai.openai_error`: ``message``, ``type``, ``param``, ``code``, with
+sgflow's code as ``sgflow_code``), whoever raises them: a route, a dependency (the API
+key), the body middleware or the catch-all.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sgflow.errors import SgflowError
 from sgflow.jsonbounds import JsonBoundsError
+from sgflow.openai.errors import openai_error
 
 __all__ = [
+    "OPENAI_PATHS",
     "ApiError",
     "error_response",
     "install_error_handlers",
@@ -53,6 +60,7 @@ __all__ = [
     "malformed_json",
     "request_too_large",
     "request_too_slow",
+    "speaks_openai",
 ]
 
 log = logging.getLogger("sgflow.service")
@@ -86,8 +94,21 @@ class ApiError(SgflowError):
             raise ValueError(f"{code} is answered with {self.status}, not {status}")
 
 
-def error_response(err: SgflowError) -> JSONResponse:
-    """The response for ``err``: its status, body and headers."""
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/models")
+"""Paths (and everything under them) whose errors are in OpenAI's shape."""
+
+
+def speaks_openai(path: str | None) -> bool:
+    """Whether errors on ``path`` are answered in OpenAI's shape."""
+    return path is not None and any(path == p or path.startswith(p + "/") for p in OPENAI_PATHS)
+
+
+def error_response(err: SgflowError, *, path: str | None = None) -> JSONResponse:
+    """The response for ``err``: its status, body and headers; in OpenAI's shape when
+    ``path`` (the request's) is one of :data:`OPENAI_PATHS`."""
+    if speaks_openai(path):
+        answer = openai_error(err)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
     return JSONResponse(err.to_body(), status_code=err.status, headers=err.headers or None)
 
 
@@ -139,7 +160,7 @@ def loc_to_field(loc: Sequence[Any]) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SgflowError)
-    return error_response(exc)
+    return error_response(exc, path=request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -148,8 +169,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if bad_json is not None:
         reason = (bad_json.get("ctx") or {}).get("error", "JSON decode error")
-        return error_response(malformed_json(f"{reason} at character {bad_json['loc'][-1]}"))
-    return error_response(invalid_request(errors))
+        return error_response(
+            malformed_json(f"{reason} at character {bad_json['loc'][-1]}"), path=request.url.path
+        )
+    return error_response(invalid_request(errors), path=request.url.path)
 
 
 def invalid_request(errors: Sequence[Mapping[str, Any]]) -> ApiError:
@@ -226,7 +249,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         code = "request.malformed_json" if exc.status_code == 400 else "request.invalid"
         err = SgflowError(code, str(exc.detail), headers=headers)
         err.status = exc.status_code
-    return error_response(err)
+    return error_response(err, path=request.url.path)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -234,7 +257,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
     log.exception("unhandled error", exc_info=exc, extra={"request_id": request_id})
     dev_mode = bool(getattr(getattr(request.app.state, "settings", None), "dev_mode", False))
-    return error_response(internal_error(request_id, exc, dev_mode=dev_mode))
+    return error_response(internal_error(request_id, exc, dev_mode=dev_mode), path=request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

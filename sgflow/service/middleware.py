@@ -47,8 +47,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class RequestContextMiddleware:
     """Gives every request an id (the client's ``X-Request-ID`` when it is sane, else a new
-    one; echoed in the response), writes one JSON access-log line per request (method, path,
-    status, duration, tenant), and turns an exception that escaped every handler into a 500
+    one; echoed in the response, unless the route answered an ``X-Request-ID`` of its
+    own: the OpenAI routes answer the run id, which the SDK shows as ``_request_id``),
+    writes one JSON access-log line per request (method, path, status, duration, tenant),
+    and turns an exception that escaped every handler into a 500
     ``internal`` body: the traceback goes to the log, the client gets the request id.
     ``dev_mode`` (default False) adds the exception's type and message to that body."""
 
@@ -72,7 +74,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                headers = MutableHeaders(scope=message)
+                if "x-request-id" not in headers:  # the OpenAI routes answer the run id
+                    headers.append("X-Request-ID", request_id)
             await send(message)
 
         begin = time.perf_counter()
@@ -82,7 +86,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error", extra={"request_id": request_id})
             if not started:
                 err = internal_error(request_id, exc, dev_mode=self.dev_mode)
-                await error_response(err)(scope, receive, send_with_id)
+                await error_response(err, path=scope["path"])(scope, receive, send_with_id)
         finally:
             access_log.info(
                 "request",
@@ -134,7 +138,7 @@ class BodySizeLimitMiddleware:
         limit = self.path_limits.get(str(scope.get("path", "")).rstrip("/"), self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await error_response(request_too_large(limit))(scope, receive, send)
+            await error_response(request_too_large(limit), path=scope["path"])(scope, receive, send)
             return
         received = 0
         refusal: SgflowError | None = None
@@ -176,7 +180,7 @@ class BodySizeLimitMiddleware:
             if refusal is None:
                 raise
         if refusal is not None and not started:
-            await error_response(refusal)(scope, receive, send)
+            await error_response(refusal, path=scope["path"])(scope, receive, send)
 
 
 class JsonBodyMiddleware:
@@ -220,12 +224,11 @@ class JsonBodyMiddleware:
             try:
                 parsed = await self._parse(body)
             except JsonBoundsError as exc:
-                await error_response(json_refused(exc))(scope, receive, send)
+                await error_response(json_refused(exc), path=scope["path"])(scope, receive, send)
                 return
             except UnicodeDecodeError as exc:
-                await error_response(malformed_json(f"not UTF-8 (byte {exc.start})"))(
-                    scope, receive, send
-                )
+                refused = malformed_json(f"not UTF-8 (byte {exc.start})")
+                await error_response(refused, path=scope["path"])(scope, receive, send)
                 return
             scope.setdefault("state", {})[JSON_BODY] = parsed
         replayed = False

@@ -184,3 +184,100 @@ def test_access_log_line_per_request(acme: httpx.Client, caplog: pytest.LogCaptu
         r.status_code,
         "acme",
     )
+
+
+def openai_error_of(response: httpx.Response) -> dict[str, object]:
+    """The ``error`` of an answer on an OpenAI path: OpenAI's keys and sgflow's code."""
+    error: dict[str, object] = response.json()["error"]
+    assert {"message", "type", "param", "code", "sgflow_code", "field", "hint"} <= set(error)
+    return error
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code", "param"),
+    [
+        ("GET", "/v1/models", None, 401, "missing_api_key", "authorization"),
+        ("POST", "/v1/chat/completions", None, 401, "missing_api_key", "authorization"),
+    ],
+)
+def test_openai_paths_refuse_a_missing_key_in_openais_shape(
+    anon: httpx.Client, method: str, path: str, body: object, status: int, code: str, param: str
+) -> None:
+    r = anon.request(method, path, json=body)
+    assert r.status_code == status
+    error = openai_error_of(r)
+    assert (error["code"], error["type"], error["param"]) == (code, "authentication_error", param)
+    assert r.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status", "code", "param"),
+    [
+        ("GET", "/v1/models/no-such-model", None, 404, "model_not_found", "model"),
+        ("GET", "/v1/models/program:BAD NAME", None, 404, "model_not_found", "model"),
+        ("POST", "/v1/chat/completions", b"{", 400, "invalid_json", None),
+        ("POST", "/v1/chat/completions", b'{"model": "m", "messages": []}', 400, None, "messages"),
+        (
+            "POST",
+            "/v1/responses",
+            b'{"model": "m", "input": "hi", "temperature": 5}',
+            400,
+            None,
+            "temperature",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"model": "program:nope@1", "messages": [{"role": "user", "content": "hi"}]}',
+            404,
+            "model_not_found",
+            "model",
+        ),
+    ],
+)
+def test_openai_paths_answer_errors_in_openais_shape(
+    acme: httpx.Client,
+    method: str,
+    path: str,
+    content: bytes | None,
+    status: int,
+    code: str | None,
+    param: str | None,
+) -> None:
+    r = acme.request(method, path, content=content)
+    assert r.status_code == status, r.text
+    error = openai_error_of(r)
+    assert error["param"] == param
+    assert error["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
+    if code is not None:
+        assert error["code"] == code
+    assert r.headers["x-should-retry"] == "false"
+
+
+def test_an_oversized_openai_body_is_refused_in_openais_shape(
+    acme: httpx.Client, settings: Settings
+) -> None:
+    r = acme.post("/v1/responses", content=b" " * (settings.max_request_bytes + 1))
+    assert r.status_code == 413
+    error = openai_error_of(r)
+    assert (error["sgflow_code"], error["limit"]) == (
+        "limit.request_size",
+        settings.max_request_bytes,
+    )
+
+
+def test_models_lists_programs_without_an_engine_model_list(acme: httpx.Client) -> None:
+    """The fake engine has no ``/v1/models``: the list still answers, with the programs."""
+    program = {
+        "program": "listed-as-model",
+        "version": 3,
+        "steps": [{"id": "a", "user": "hi", "gen": {"max_tokens": 4}}],
+    }
+    assert acme.post("/v1/programs", json=program).status_code in (200, 201)
+    body = acme.get("/v1/models").json()
+    assert body["object"] == "list" and body["has_more"] is False
+    (listed,) = [m for m in body["data"] if m["id"] == "program:listed-as-model@3"]
+    assert (listed["object"], listed["owned_by"]) == ("model", "acme")
+    assert acme.get("/v1/models/program:listed-as-model@3").json()["id"] == (
+        "program:listed-as-model@3"
+    )

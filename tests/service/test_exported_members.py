@@ -22,6 +22,7 @@ MODULES = [
     "offload",
     "routes",
     "routes.batches",
+    "routes.openai",
     "routes.programs",
     "settings",
 ]

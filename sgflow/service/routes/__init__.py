@@ -1,8 +1,9 @@
-"""The ``/v1`` routers, one module per resource; :data:`api_router` mounts them all."""
+"""The ``/v1`` routers, one module per resource (``openai``: the OpenAI-compatible
+surface); :data:`api_router` mounts them all."""
 
 from fastapi import APIRouter
 
-from sgflow.service.routes import batches, extract, programs, runs
+from sgflow.service.routes import batches, extract, openai, programs, runs
 
 __all__ = ["api_router"]
 
@@ -11,3 +12,4 @@ api_router.include_router(programs.router)
 api_router.include_router(runs.router)
 api_router.include_router(extract.router)
 api_router.include_router(batches.router)
+api_router.include_router(openai.router)
