@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "prefix": "a 4-step program over one document: prefix reuse vs cache flushed",
     "constrained": "JSON-Schema-constrained vs free generation tokens/s",
     "overhead": "extraction through HTTP + Celery vs the executor vs raw /generate",
+    "openai": "the same extraction via the OpenAI SDK (chat.completions.parse) vs /v1/extract",
     "batch": "POST /batches with 2 workers vs the engine's own limit",
     "routing": "2 replicas behind sglang-router: cache_aware vs round_robin",
     "grammars": "compile time of the grammar library and JSONSchemaBench schemas",
