@@ -11,9 +11,11 @@ completion window, cancellation, finalization), each line running its own inline
 the OpenAI facts (endpoint, input file, metadata) sit beside it
 (:mod:`sgflow.store.files`).
 
-Results: once every line is final, the first read of the batch writes its output and
-error files (:func:`write_results`; one writer, guarded by a lock in Redis, so concurrent
-reads write them once): a succeeded line's answer is built from its run exactly as the
+Results: once every line is final, the first read of the batch starts writing its output
+and error files (:func:`write_results`, in a task of the API process that outlives the
+read, which waits for it up to :data:`RESULTS_WAIT_S`; one writer, guarded by a lock in
+Redis that lapses after :data:`RESULTS_HOLD_S` if its process died, so they are written
+once): a succeeded line's answer is built from its run exactly as the
 direct route builds it (``chat_completion`` / ``response_object``); a failed line's error
 is OpenAI's error body; a cancelled or expired line is ``batch_cancelled`` /
 ``batch_expired``. Until then an OpenAI batch that is over shows ``finalizing``.
@@ -21,7 +23,9 @@ is OpenAI's error body; a cancelled or expired line is ``batch_cancelled`` /
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 import uuid
 from functools import partial
@@ -72,6 +76,10 @@ __all__ = [
 MAX_REQUESTS = 50_000  # OpenAI's limit of requests per batch file
 COMPLETION_WINDOW_S = 24 * 3600  # "24h", the only window OpenAI offers
 RESULTS_HOLD_S = 600  # a writer of result files that died lets another try after this
+RESULTS_WAIT_S = 5.0  # a read waits this long for the result files before answering
+_WRITERS: set[asyncio.Task[None]] = set()  # result writers running on after their request
+
+log = logging.getLogger("sgflow.service")
 _FINAL = ("completed", "failed", "expired", "cancelled")
 _KEYS = {"input_file_id", "endpoint", "completion_window", "metadata"}
 
@@ -216,8 +224,8 @@ async def openai_batch_view(
     view = batch_view(record, progress)
     if view["status"] in _FINAL and not facts.results_written:
         if await files.take_results(record.id, hold_s=RESULTS_HOLD_S):
-            try:
-                await write_results(
+            task = asyncio.create_task(
+                _write_and_release(
                     record,
                     facts,
                     tenant=tenant,
@@ -227,8 +235,12 @@ async def openai_batch_view(
                     programs=programs,
                     settings=settings,
                 )
-            finally:
-                await files.release_results(record.id)
+            )
+            _WRITERS.add(task)
+            task.add_done_callback(_WRITERS.discard)
+            # a small batch's files are answered at once; a large one's are written on
+            # after this answer (``finalizing`` until then)
+            await asyncio.wait([task], timeout=RESULTS_WAIT_S)
         facts = await files.batch_facts(record.id) or facts
         if not facts.results_written:
             view["status"] = "finalizing"
@@ -241,6 +253,17 @@ async def openai_batch_view(
         error_file_id=facts.error_file_id,
         metadata=facts.metadata,
     )
+
+
+async def _write_and_release(
+    record: BatchRecord, facts: OpenAIBatchFacts, *, files: AsyncFileStore, **kw: Any
+) -> None:
+    try:
+        await write_results(record, facts, files=files, **kw)
+    except Exception:
+        log.exception("writing an OpenAI batch's result files failed", extra={"batch": record.id})
+    finally:
+        await files.release_results(record.id)
 
 
 async def _answer(
