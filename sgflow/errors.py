@@ -178,6 +178,7 @@ CODES: dict[str, Code] = _codes(
     ("limit.message_size", 422, False, "a message is longer than the limit"),
     ("limit.file_size", 413, False, "an uploaded file is larger than the limit"),
     ("batch.invalid_line", 422, False, "a line of an OpenAI batch input file is broken"),
+    ("file.not_found", 404, False, "no such file for this tenant"),
     (
         "stream.restarted",
         503,

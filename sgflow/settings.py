@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         description="largest body of POST /v1/batches (JSON or JSONL), which is exempt from "
         "max_request_bytes; default 67108864 (64 MiB)",
     )
+    max_file_bytes: int = Field(
+        default=200 << 20,
+        ge=1024,
+        description="largest file uploaded to POST /v1/files (413 limit.file_size), which is "
+        "exempt from max_request_bytes; default 209715200 (200 MiB, OpenAI's)",
+    )
     dev_mode: bool = Field(
         default=False,
         description="development conveniences: 500 bodies name the exception type and message "

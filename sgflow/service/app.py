@@ -33,9 +33,16 @@ from sgflow.service.middleware import (
     RequestContextMiddleware,
 )
 from sgflow.service.routes import api_router
+from sgflow.service.routes.files import FORM_OVERHEAD
 from sgflow.service.runs import RunSubmitter
 from sgflow.settings import Settings, apply
-from sgflow.store import AsyncKeyStore, AsyncProgramBodies, AsyncProgramStore, AsyncRunStore
+from sgflow.store import (
+    AsyncFileStore,
+    AsyncKeyStore,
+    AsyncProgramBodies,
+    AsyncProgramStore,
+    AsyncRunStore,
+)
 from sgflow.workers.celery_app import celery_from
 
 __all__ = ["REDIS_CONNECTIONS", "REDIS_POOL_WAIT_S", "create_app"]
@@ -120,6 +127,7 @@ def create_app(
     app.state.redis = client
     app.state.keys = AsyncKeyStore(client, prefix=settings.redis_prefix)
     app.state.programs = AsyncProgramStore(client, prefix=settings.redis_prefix)
+    app.state.files = AsyncFileStore(client, prefix=settings.redis_prefix)
     app.state.runs = runs
     app.state.hub = hub
     app.state.vocabulary_check = VocabularyCheck(settings)
@@ -149,7 +157,10 @@ def create_app(
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_bytes,
-        path_limits={"/v1/batches": settings.max_batch_bytes},
+        path_limits={
+            "/v1/batches": settings.max_batch_bytes,
+            "/v1/files": settings.max_file_bytes + FORM_OVERHEAD,
+        },
         timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(RequestContextMiddleware, dev_mode=settings.dev_mode)

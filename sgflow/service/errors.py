@@ -94,7 +94,7 @@ class ApiError(SgflowError):
             raise ValueError(f"{code} is answered with {self.status}, not {status}")
 
 
-OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/models")
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/models", "/v1/files")
 """Paths (and everything under them) whose errors are in OpenAI's shape."""
 
 
@@ -158,9 +158,17 @@ def loc_to_field(loc: Sequence[Any]) -> str:
     return f"{where}:{'/'.join(rest)}" if rest else where
 
 
+def _path(request: Request) -> str:
+    """The request's path for :func:`error_response`; a route that speaks OpenAI on a
+    shared path (an OpenAI batch on ``/v1/batches``) sets ``request.state.openai_errors``."""
+    if getattr(request.state, "openai_errors", False):
+        return OPENAI_PATHS[0]
+    return request.url.path
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, SgflowError)
-    return error_response(exc, path=request.url.path)
+    return error_response(exc, path=_path(request))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -172,7 +180,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(
             malformed_json(f"{reason} at character {bad_json['loc'][-1]}"), path=request.url.path
         )
-    return error_response(invalid_request(errors), path=request.url.path)
+    return error_response(invalid_request(errors), path=_path(request))
 
 
 def invalid_request(errors: Sequence[Mapping[str, Any]]) -> ApiError:

@@ -193,7 +193,8 @@ class JsonBodyMiddleware:
 
     Every non-empty ``POST``/``PUT``/``PATCH`` body counts, whatever its ``Content-Type``
     (the API reads bodies as JSON whatever it says), except JSONL uploads
-    (:data:`NDJSON_TYPES`), whose lines are bounded one by one. A body over ``offload_bytes``
+    (:data:`NDJSON_TYPES`), whose lines are bounded one by one, and ``multipart/form-data``
+    (``POST /v1/files``: a file is stored, never parsed here). A body over ``offload_bytes``
     (default 256 KiB) is parsed in a worker thread, not on the event loop. Sizes are the
     job of :class:`BodySizeLimitMiddleware`, which must wrap this one."""
 
@@ -207,7 +208,7 @@ class JsonBodyMiddleware:
             await self.app(scope, receive, send)
             return
         content_type = Headers(scope=scope).get("content-type", "")
-        if content_type.split(";")[0].strip().lower() in NDJSON_TYPES:
+        if content_type.split(";")[0].strip().lower() in (*NDJSON_TYPES, "multipart/form-data"):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []

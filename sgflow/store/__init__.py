@@ -8,7 +8,7 @@ it only through the names below; nothing else in sgflow writes a Redis key.
 
 - Sync (workers, CLI): :class:`RunStore`, :class:`BatchStore`, :class:`KeyStore`,
   :class:`ProgramStore`, :class:`ProgramBodies`, :class:`Stats` over ``redis.Redis``.
-- Async (the API): :class:`AsyncRunStore`, :class:`AsyncBatchStore`, :class:`AsyncKeyStore`,
+- Async (the API): :class:`AsyncRunStore`, :class:`AsyncBatchStore`, :class:`AsyncKeyStore`, :class:`AsyncFileStore`,
   :class:`AsyncProgramStore`, :class:`AsyncProgramBodies` over ``redis.asyncio.Redis``.
 - Records: :class:`Run`, :class:`Claim`, :class:`BatchRecord`, :class:`BatchProgress`,
   :class:`ApiKey`, :class:`ProgramInfo`, :class:`StoredProgram`, :data:`Event`,
@@ -23,6 +23,7 @@ Every operation is written once (``sgflow.store.runs``, ``.batches``, …, as ge
 
 from sgflow.store.aio import (
     AsyncBatchStore,
+    AsyncFileStore,
     AsyncKeyStore,
     AsyncProgramBodies,
     AsyncProgramStore,
@@ -66,6 +67,7 @@ __all__ = [
     "ActiveRunLimit",
     "ApiKey",
     "AsyncBatchStore",
+    "AsyncFileStore",
     "AsyncKeyStore",
     "AsyncProgramBodies",
     "AsyncProgramStore",

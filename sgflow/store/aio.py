@@ -20,6 +20,7 @@ from sgflow.store import (
     apikeys,
     batches,
     events,
+    files,
     idempotency,
     listing,
     presence,
@@ -30,6 +31,7 @@ from sgflow.store import (
 from sgflow.store.apikeys import ApiKey
 from sgflow.store.config import StoreConfig
 from sgflow.store.events import Event
+from sgflow.store.files import OpenAIBatchFacts, StoredFile
 from sgflow.store.ops import AsyncRunner
 from sgflow.store.programs import ProgramInfo, PutOutcome, StoredProgram
 from sgflow.store.records import BatchProgress, BatchRecord, Run
@@ -37,6 +39,7 @@ from sgflow.store.runs import Submitted
 
 __all__ = [
     "AsyncBatchStore",
+    "AsyncFileStore",
     "AsyncKeyStore",
     "AsyncProgramBodies",
     "AsyncProgramStore",
@@ -212,8 +215,11 @@ class AsyncBatchStore:
         lines: Sequence[tuple[str, str, dict[str, Any]]],
         *,
         priority: int = 0,
+        programs: Sequence[tuple[str, str]] | None = None,
     ) -> None:
-        await self._run(batches.add_lines(self.config, record, lines, priority=priority))
+        await self._run(
+            batches.add_lines(self.config, record, lines, priority=priority, programs=programs)
+        )
 
     async def start(self, batch_id: str) -> None:
         await self._run(batches.start(self.config, batch_id))
@@ -310,3 +316,44 @@ class AsyncProgramBodies:
 
     async def put(self, program_hash: str, body: dict[str, Any]) -> None:
         await self._run(programs.put_body(self.keys, program_hash, body))
+
+
+class AsyncFileStore:
+    """OpenAI files of each tenant, and the OpenAI side of batches (see
+    :mod:`sgflow.store.files`)."""
+
+    def __init__(self, redis_client: redis.asyncio.Redis, *, prefix: str = "sgflow:") -> None:
+        self.keys = StoreConfig(prefix=prefix).keys
+        self._run = AsyncRunner(redis_client)
+
+    async def put(
+        self, tenant: str, stored: StoredFile, content: str, *, ttl_s: int | None = None
+    ) -> None:
+        await self._run(files.put_file(self.keys, tenant, stored, content, ttl_s=ttl_s))
+
+    async def get(self, tenant: str, file_id: str) -> StoredFile | None:
+        return await self._run(files.get_file(self.keys, tenant, file_id))
+
+    async def content(self, tenant: str, file_id: str) -> str | None:
+        return await self._run(files.file_content(self.keys, tenant, file_id))
+
+    async def delete(self, tenant: str, file_id: str) -> bool:
+        return await self._run(files.delete_file(self.keys, tenant, file_id))
+
+    async def put_batch_facts(self, batch_id: str, **fields: Any) -> None:
+        await self._run(files.put_batch_facts(self.keys, batch_id, **fields))
+
+    async def batch_facts(self, batch_id: str) -> OpenAIBatchFacts | None:
+        return await self._run(files.batch_facts(self.keys, batch_id))
+
+    async def batch_input(self, batch_id: str) -> str | None:
+        return await self._run(files.batch_input(self.keys, batch_id))
+
+    async def take_results(self, batch_id: str, *, hold_s: int) -> bool:
+        return await self._run(files.take_results(self.keys, batch_id, hold_s=hold_s))
+
+    async def release_results(self, batch_id: str) -> None:
+        await self._run(files.release_results(self.keys, batch_id))
+
+    async def set_results(self, batch_id: str, **fields: Any) -> None:
+        await self._run(files.set_results(self.keys, batch_id, **fields))

@@ -159,25 +159,29 @@ def add_lines(
     lines: Sequence[tuple[str, str, dict[str, Any]]],
     *,
     priority: int = 0,
+    programs: Sequence[tuple[str, str]] | None = None,
 ) -> Op[None]:
     """Create the runs of ``(custom_id, run_id, inputs)`` lines, in input order, one
     pipeline per :data:`CHUNK` lines: each run as :func:`sgflow.store.runs.create` stores
-    it, then the chunk's ``[custom_id, run_id]`` pairs. Sends no Celery message."""
+    it, then the chunk's ``[custom_id, run_id]`` pairs. Sends no Celery message. Every line
+    runs the batch's program, or with ``programs`` (``(label, program hash)`` per line, an
+    OpenAI batch's) its own."""
     for begin in range(0, len(lines), CHUNK):
         chunk = lines[begin : begin + CHUNK]
+        own = programs[begin : begin + CHUNK] if programs is not None else None
         yield from runs.create_many(
             cfg,
             (
                 {
                     "run_id": run_id,
                     "tenant": record.tenant,
-                    "program": record.program,
-                    "program_hash": record.program_hash,
+                    "program": own[i][0] if own else record.program,
+                    "program_hash": own[i][1] if own else record.program_hash,
                     "inputs": inputs,
                     "parent": record.id,
                     "priority": priority,
                 }
-                for _, run_id, inputs in chunk
+                for i, (_, run_id, inputs) in enumerate(chunk)
             ),
         )
         pairs = [json.dumps([cid, rid]) for cid, rid, _ in chunk]

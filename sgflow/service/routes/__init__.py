@@ -3,7 +3,7 @@ surface); :data:`api_router` mounts them all."""
 
 from fastapi import APIRouter
 
-from sgflow.service.routes import batches, extract, openai, programs, runs
+from sgflow.service.routes import batches, extract, files, openai, programs, runs
 
 __all__ = ["api_router"]
 
@@ -13,3 +13,4 @@ api_router.include_router(runs.router)
 api_router.include_router(extract.router)
 api_router.include_router(batches.router)
 api_router.include_router(openai.router)
+api_router.include_router(files.router)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from sgflow.jsonbounds import JsonBoundsError, loads
+from sgflow.service.auth import Tenant
 from sgflow.service.batches import (
     BatchRecord,
     batch_view,
@@ -19,12 +20,21 @@ from sgflow.service.batches import (
     result_rows,
     submit_batch,
 )
-from sgflow.service.deps import JsonBody, SettingsDep, TenantDep, read_json_body
+from sgflow.service.deps import (
+    JsonBody,
+    ProgramStoreDep,
+    SettingsDep,
+    TenantDep,
+    read_json_body,
+)
 from sgflow.service.errors import ApiError, json_refused, malformed_json
 from sgflow.service.middleware import NDJSON_TYPES
 from sgflow.service.offload import run_cpu
+from sgflow.service.openai_batches import create_openai_batch, openai_batch_view
+from sgflow.service.routes.files import FileStoreDep
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
-from sgflow.store import AsyncBatchStore
+from sgflow.settings import Settings
+from sgflow.store import AsyncBatchStore, AsyncFileStore, AsyncProgramStore, AsyncRunStore
 
 __all__ = ["router"]
 
@@ -134,11 +144,15 @@ BatchBodyDep = Annotated[JsonBody, Depends(read_batch_body)]
 
 @router.post("", status_code=202, summary="Submit a batch", openapi_extra=_OPENAPI_BODY)
 async def create_batch(
+    request: Request,
     body: BatchBodyDep,
     tenant: TenantDep,
     submitter: SubmitterDep,
     batches: BatchStoreDep,
     settings: SettingsDep,
+    files: FileStoreDep,
+    programs: ProgramStoreDep,
+    store: RunStoreDep,
 ) -> JSONResponse:
     """JSON ``{"program": "name@version" | {inline}, "inputs": [{"custom_id", "inputs"}],
     "deadline_s": optional}``, or JSONL lines ``{"custom_id", "inputs"}`` with
@@ -150,6 +164,22 @@ async def create_batch(
     data = body.data
     if not isinstance(data, dict):
         raise ApiError(422, "request.invalid", "the body must be a JSON object", field="")
+    if "input_file_id" in data:  # OpenAI's shape: a JSONL file of chat/responses requests
+        request.state.openai_errors = True
+        created = await create_openai_batch(
+            data,
+            tenant=tenant,
+            submitter=submitter,
+            batches=batches,
+            files=files,
+            programs=programs,
+            settings=settings,
+        )
+        answer = await _openai_view(
+            created, tenant, batches, files, store, programs, settings, request=request
+        )
+        assert answer is not None
+        return JSONResponse(answer, headers={"Location": f"/v1/batches/{created.id}"})
     unknown = sorted(set(data) - {"program", "inputs", "deadline_s"})
     if unknown:
         raise ApiError(
@@ -168,8 +198,55 @@ async def create_batch(
     return JSONResponse(view, status_code=202, headers={"Location": f"/v1/batches/{record.id}"})
 
 
+async def _openai_view(
+    record: BatchRecord,
+    tenant: Tenant,
+    batches: AsyncBatchStore,
+    files: AsyncFileStore,
+    runs: AsyncRunStore,
+    programs: AsyncProgramStore,
+    settings: Settings,
+    *,
+    request: Request,
+) -> dict[str, Any] | None:
+    """OpenAI's ``Batch`` when ``record`` is an OpenAI batch (its errors then in OpenAI's
+    shape), else None."""
+    facts = await files.batch_facts(record.id)
+    if facts is None:
+        return None
+    request.state.openai_errors = True
+    fresh, progress = await batches.refresh(record)
+    return await openai_batch_view(
+        fresh,
+        progress,
+        facts,
+        tenant=tenant,
+        batches=batches,
+        files=files,
+        runs=runs,
+        programs=programs,
+        settings=settings,
+    )
+
+
 @router.get("/{batch_id}", summary="A batch: status and request counts")
-async def get_batch(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
+async def get_batch(
+    request: Request,
+    record: OwnedBatch,
+    tenant: TenantDep,
+    batches: BatchStoreDep,
+    files: FileStoreDep,
+    store: RunStoreDep,
+    programs: ProgramStoreDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """sgflow's batch view; for a batch created from an ``input_file_id``, OpenAI's
+    ``Batch`` (with ``output_file_id`` / ``error_file_id`` once every line is final)."""
+    answer = await _openai_view(
+        record, tenant, batches, files, store, programs, settings, request=request
+    )
+    if answer is not None:
+        return answer
     return batch_view(*await batches.refresh(record))
 
 
@@ -183,11 +260,25 @@ async def batch_results(record: OwnedBatch, batches: BatchStoreDep) -> Streaming
 
 
 @router.post("/{batch_id}/cancel", status_code=202, summary="Cancel a batch")
-async def cancel(record: OwnedBatch, batches: BatchStoreDep) -> dict[str, Any]:
+async def cancel(
+    request: Request,
+    record: OwnedBatch,
+    tenant: TenantDep,
+    batches: BatchStoreDep,
+    files: FileStoreDep,
+    store: RunStoreDep,
+    programs: ProgramStoreDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
     """Cancels the lines not final yet; finished lines keep their results. The batch is
     ``cancelling`` until every line is final, then ``cancelled``."""
     await cancel_batch(batches, record)
     fresh = await batches.get(record.id) or record
+    answer = await _openai_view(
+        fresh, tenant, batches, files, store, programs, settings, request=request
+    )
+    if answer is not None:
+        return answer
     return batch_view(fresh, await batches.progress(record.id))
 
 

@@ -67,7 +67,7 @@ from sgflow.service.runs import RunSubmitter, run_view
 from sgflow.settings import Settings
 from sgflow.store import AsyncProgramStore, AsyncRunStore, Run
 
-__all__ = ["ANSWER_DEADLINE_S", "PING_S", "follow_run", "router"]
+__all__ = ["ANSWER_DEADLINE_S", "PING_S", "follow_run", "plan_request", "router"]
 
 router = APIRouter(tags=["openai"])
 
@@ -119,7 +119,7 @@ async def _record(store: AsyncRunStore, run: Run) -> RunRecord:
 # -- planning -----------------------------------------------------------------------------------
 
 
-async def _plan(
+async def plan_request(
     req: ChatRequest | ResponsesRequest, tenant: Tenant, programs: AsyncProgramStore
 ) -> Plan:
     """The plan for ``req``: a model ``program:NAME@V`` runs that stored program (pinned to
@@ -218,7 +218,7 @@ async def _openai_call(
     hub: EventHub,
 ) -> Response:
     req = await run_cpu(parse, body.data)
-    plan = await _plan(req, tenant, programs)
+    plan = await plan_request(req, tenant, programs)
     return await _answer(plan, tenant=tenant, submitter=submitter, store=store, hub=hub)
 
 
