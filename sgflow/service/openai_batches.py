@@ -62,8 +62,9 @@ from sgflow.store import (
     AsyncRunStore,
     BatchProgress,
     BatchRecord,
+    OpenAIBatchFacts,
+    StoredFile,
 )
-from sgflow.store.files import OpenAIBatchFacts, StoredFile
 
 __all__ = [
     "COMPLETION_WINDOW_S",

@@ -45,6 +45,7 @@ from sgflow.store.errors import (
     TimeLimitExceeded,
 )
 from sgflow.store.events import Event, check_event_id
+from sgflow.store.files import OpenAIBatchFacts, StoredFile
 from sgflow.store.programs import ProgramInfo, StoredProgram, content_hash
 from sgflow.store.records import (
     FINAL_STATUSES,
@@ -83,6 +84,7 @@ __all__ = [
     "LeaseLost",
     "MaxAttemptsExceeded",
     "MetricsSnapshot",
+    "OpenAIBatchFacts",
     "ProgramBodies",
     "ProgramInfo",
     "ProgramStore",
@@ -93,6 +95,7 @@ __all__ = [
     "Stats",
     "StoreConfig",
     "StoreError",
+    "StoredFile",
     "StoredProgram",
     "Submitted",
     "TimeLimitExceeded",

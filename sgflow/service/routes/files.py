@@ -22,8 +22,7 @@ from sgflow.openai import file_object
 from sgflow.service.deps import SettingsDep, TenantDep
 from sgflow.service.errors import ApiError
 from sgflow.service.multipart import parse_form
-from sgflow.store import AsyncFileStore
-from sgflow.store.files import StoredFile
+from sgflow.store import AsyncFileStore, StoredFile
 
 __all__ = ["FORM_OVERHEAD", "FileStoreDep", "file_not_found", "router"]
 
