@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import xgrammar as xgr
 
-__all__ = ["CompileFailed", "CompilePool", "Kind"]
+__all__ = ["INVALID_CODES", "CompileFailed", "CompilePool", "Kind"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,18 @@ _CTX.set_forkserver_preload(["xgrammar"])
 _STARTUP_S = 120.0  # a child's start (interpreter, xgrammar, vocabulary) is not a compile
 
 
+INVALID_CODES = {
+    "regex": "grammar.invalid_regex",
+    "json_schema": "grammar.invalid_schema",
+    "ebnf": "grammar.invalid_ebnf",
+}
+_REASON_CODES = {
+    "timeout": "grammar.compile_timeout",
+    "crashed": "grammar.compile_crashed",
+    "busy": "grammar.compile_busy",
+}
+
+
 class CompileFailed(Exception):
     """A constraint that did not compile: ``reason`` is ``timeout`` (past the budget),
     ``invalid`` (xgrammar refused it; ``message`` says why), ``crashed`` (the compiler died on
@@ -67,6 +79,10 @@ class CompileFailed(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+    def code(self, kind: str) -> str:
+        """The registered code this failure is answered with, for a constraint of ``kind``."""
+        return _REASON_CODES.get(self.reason) or INVALID_CODES[kind]
 
 
 def _child_main(conn: Connection, tokenizer_json: str, max_whitespace: int, memory: int) -> None:

@@ -16,18 +16,13 @@ import re
 import numpy as np
 import xgrammar as xgr
 
-from sgflow.engine.compile_pool import CompileFailed, CompilePool
+from sgflow.engine.compile_pool import INVALID_CODES, CompileFailed, CompilePool
 from sgflow.engine.errors import ConstraintError
 from sgflow.engine.protocol import ConstraintSpec
 from sgflow.jsonbounds import JsonBoundsError, loads
 
 __all__ = ["GrammarBackend", "GrammarState"]
 
-_INVALID = {
-    "regex": "grammar.invalid_regex",
-    "json_schema": "grammar.invalid_schema",
-    "ebnf": "grammar.invalid_ebnf",
-}
 MAX_SOURCE_CHARS = {"regex": 10_000, "json_schema": 200_000, "ebnf": 100_000}
 
 
@@ -103,7 +98,7 @@ class GrammarBackend:
                 schema = loads(spec.source, max_size=None)
             except JsonBoundsError as exc:
                 malformed = exc.code == "request.malformed_json"
-                code = _INVALID["json_schema"] if malformed else exc.code
+                code = INVALID_CODES["json_schema"] if malformed else exc.code
                 raise ConstraintError(
                     f"{field} is not acceptable JSON: {exc}", field=field, code=code
                 ) from None
@@ -147,7 +142,7 @@ def _refusal(exc: CompileFailed, kind: str, field: str) -> ConstraintError:
         )
     message = _clean(exc.message) or "xgrammar refused it"
     return ConstraintError(
-        f"{field} cannot be compiled: {message}", field=field, code=_INVALID[kind]
+        f"{field} cannot be compiled: {message}", field=field, code=INVALID_CODES[kind]
     )
 
 

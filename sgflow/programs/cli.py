@@ -109,16 +109,6 @@ def _vocabulary_errors(prog: Any, file: str) -> list[Any]:
     ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
     pointers = _step_pointers(prog.steps, "/steps")
     limits = get_limits()  # installed from the settings by `sgflow check`
-    codes = {
-        "timeout": "grammar.compile_timeout",
-        "crashed": "grammar.compile_crashed",
-        "busy": "grammar.compile_busy",
-    }
-    invalid = {
-        "regex": "grammar.invalid_regex",
-        "ebnf": "grammar.invalid_ebnf",
-        "json_schema": "grammar.invalid_schema",
-    }
     errors: list[Any] = []
     pool = CompilePool(
         tokenizer_info(),
@@ -137,10 +127,9 @@ def _vocabulary_errors(prog: Any, file: str) -> list[Any]:
             try:
                 pool.compile(constraint.kind, constraint.source)
             except CompileFailed as exc:
-                code = codes.get(exc.reason, invalid[constraint.kind])
                 errors.append(
                     ProgramError(
-                        code,
+                        exc.code(constraint.kind),
                         f"{pointers.get(step.id, '/steps')}/gen",
                         f"step {step.id!r}: its {constraint.kind} does not compile against "
                         f"the model's vocabulary: {exc.message}",

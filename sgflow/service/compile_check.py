@@ -29,12 +29,6 @@ __all__ = ["VocabularyCheck"]
 
 log = logging.getLogger(__name__)
 
-_CODES = {
-    "timeout": "grammar.compile_timeout",
-    "crashed": "grammar.compile_crashed",
-    "invalid": "grammar.invalid_schema",
-}
-
 
 class VocabularyCheck:
     """``await check(schema)`` raises the :class:`SgflowError` of a schema the engine could
@@ -97,7 +91,7 @@ class VocabularyCheck:
                 log.info("schema check skipped: every compiler is busy")
                 return
             raise SgflowError(
-                _CODES[exc.reason],
+                exc.code("json_schema"),
                 f"the schema does not compile against the model's vocabulary: {exc.message}",
                 field=field,
                 hint="simplify the schema (fewer optional properties, shorter bounded "
