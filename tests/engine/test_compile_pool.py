@@ -14,24 +14,21 @@ from pathlib import Path
 import pytest
 import xgrammar as xgr
 
+from sgflow.bench.jsonschemabench import data_dir
 from sgflow.engine.compile_pool import CompileFailed, CompilePool
 from sgflow.engine.constraints import GrammarBackend
 from sgflow.engine.errors import ConstraintError
 from sgflow.engine.protocol import ConstraintSpec
 from sgflow.engine.vocabulary import tokenizer_info
 
-EVAL = Path(__file__).resolve().parents[3] / "shared" / "eval" / "jsonschemabench" / "schemas"
 # Passes every static check, then takes minutes against a 49k-token vocabulary
-SNOWPLOW = EVAL / "Snowplow" / "sp_0_Normalized.json"
+SNOWPLOW = data_dir() / "schemas" / "Snowplow" / "sp_0_Normalized.json"
 
 
 def slow_schema(variant: int) -> str:
     """A schema whose compilation takes far longer than the test's budgets; ``variant``
     makes each one a distinct constraint (a different cache key)."""
-    if SNOWPLOW.is_file():
-        schema = json.loads(SNOWPLOW.read_text())
-    else:  # pragma: no cover - the eval corpus is part of the machine
-        pytest.skip(f"{SNOWPLOW} is missing")
+    schema = json.loads(SNOWPLOW.read_text())
     schema["description"] = f"variant {variant}"
     return json.dumps(schema)
 

@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
+from sgflow.bench.jsonschemabench import data_dir
 from sgflow.service import Settings, create_app
 from sgflow.store import KeyStore
 from tests.service.conftest import ServerThread
 
-SNOWPLOW = (
-    Path(__file__).resolve().parents[3]
-    / "shared/eval/jsonschemabench/schemas/Snowplow/sp_0_Normalized.json"
-)
+SNOWPLOW = data_dir() / "schemas" / "Snowplow" / "sp_0_Normalized.json"
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +33,6 @@ def client(settings: Settings, redis_client: redis.Redis, prefix: str) -> Iterat
 def test_a_schema_that_does_not_compile_in_time_is_refused_and_its_run_cancelled(
     client: httpx.Client,
 ) -> None:
-    if not SNOWPLOW.is_file():  # pragma: no cover - the eval corpus is part of the machine
-        pytest.skip(f"{SNOWPLOW} is missing")
     schema = json.loads(SNOWPLOW.read_text())
     r = client.post("/v1/extract", json={"schema": schema, "text": "an event", "timeout_s": 30})
     assert r.status_code == 422, r.text
