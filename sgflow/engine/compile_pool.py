@@ -169,6 +169,7 @@ class _Lane:
             self.children.append(child)
             self._idle.put(child)
         self.killed = 0
+        self.closed = False
 
     def run(self, kind: str, source: str, ship: bool, wait_s: float) -> tuple[str, str]:
         try:
@@ -187,11 +188,14 @@ class _Lane:
     def _replace(self, child: _Child) -> _Child:
         child.kill()
         self.killed += 1
+        if self.closed:  # the pool was closed meanwhile: nothing new is started
+            return child
         fresh = self._spawn()
         self.children[self.children.index(child)] = fresh
         return fresh
 
     def close(self) -> None:
+        self.closed = True
         for child in self.children:
             child.kill()
 
