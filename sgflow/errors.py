@@ -171,6 +171,14 @@ CODES: dict[str, Code] = _codes(
     ("engine.overloaded", 503, True, "the engine's queue is full; retry after a while"),
     ("engine.error", 502, True, "the engine answered with an error"),
     ("engine.internal", 500, False, "the engine failed (a bug in the engine)"),
+    (
+        "engine.unsupported",
+        422,
+        False,
+        "the engine cannot enforce what a step needs (the step, the feature and the engine "
+        "are named); nothing was generated",
+    ),
+    ("engine.unrecognised", 502, False, "the URL answers like no engine sgflow knows"),
     # -- the OpenAI-compatible surface (sgflow.openai) -----------------------------------------
     ("openai.invalid_json_schema", 400, False, "a strict schema outside OpenAI's strict subset"),
     ("openai.unsupported", 400, False, "an OpenAI parameter or value sgflow does not support"),

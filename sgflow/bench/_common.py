@@ -29,8 +29,9 @@ from sglang.global_config import global_config
 from sglang.lang.backend.base_backend import BaseBackend
 from sglang.lang.chat_template import get_chat_template
 
-from sgflow.programs import SgflowEndpoint, compile_program, execute
-from sgflow.programs.backend import _route_ebnf
+from sgflow.execution import SgflowEndpoint, execute
+from sgflow.execution.sglang_backend import _route_ebnf
+from sgflow.programs import compile_program
 from sgflow.programs.ir import ProgramIR
 from sgflow.programs.model import Program
 

@@ -16,7 +16,7 @@ On the JSONSchemaBench sample (``shared/eval/jsonschemabench``, 1,928 schemas, 1
 - **empirical coverage** = declared coverage * compliance (exact in a full run, where every
   declared schema is generated for; an estimate from the sample in a quick run);
 - **with-tests**: every MaskBench test instance through sgflow's validation path
-  (:func:`sgflow.programs.executor.validation_errors`): valid ones must be accepted,
+  (:func:`sgflow.execution.executor.validation_errors`): valid ones must be accepted,
   invalid ones rejected.
 
 The paper (Geng et al., arXiv:2501.10868) used Llama-3.2-1B; sgflow runs SmolLM2-135M with
@@ -273,8 +273,8 @@ def generate_one(ir: Any, endpoint: Any, item: BenchSchema) -> dict[str, Any]:
     """One run through the executor; the verdict is re-checked against the original schema."""
     import jsonschema
 
-    from sgflow.programs import execute
-    from sgflow.programs.executor import validation_errors
+    from sgflow.execution import execute
+    from sgflow.grammars.validation import validation_errors
 
     schema = item.load()
     inputs = {"schema": schema, "schema_text": prompt_schema_text(schema)}
@@ -311,7 +311,7 @@ def generate_one(ir: Any, endpoint: Any, item: BenchSchema) -> dict[str, Any]:
 
 def _generate(items: list[BenchSchema]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from sgflow.engine.launcher import EngineProcess
-    from sgflow.programs import SgflowEndpoint
+    from sgflow.execution import SgflowEndpoint
 
     ir = _program()
     rows: list[dict[str, Any]] = []

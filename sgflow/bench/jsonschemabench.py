@@ -390,14 +390,14 @@ class CheckPool(Worker):
 
 def warm_validation() -> None:
     """Import the executor (and with it sglang) before any deadline counts."""
-    import sgflow.programs.executor  # noqa: F401
+    import sgflow.execution.executor  # noqa: F401
 
 
 def with_tests_results(path: str) -> list[dict[str, Any]]:
     """Each test instance of a ``with-tests`` file through sgflow's validation path:
     ``{"valid": expected, "accepted": bool | None, "error": first problem or exception}``
     (``accepted`` is None when validation raised)."""
-    from sgflow.programs.executor import validation_errors
+    from sgflow.grammars.validation import validation_errors
 
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     schema = data["schema"]

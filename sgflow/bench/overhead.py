@@ -37,7 +37,7 @@ from sgflow.bench._common import (
 )
 from sgflow.bench.report import Report, Target, progress
 from sgflow.client import Client
-from sgflow.programs import execute
+from sgflow.execution import execute
 
 __all__ = ["run"]
 

@@ -38,7 +38,7 @@ import jsonschema
 from sgflow.bench.report import Report, Target, progress
 from sgflow.engine.launcher import EngineProcess
 from sgflow.engine.model import default_model_path
-from sgflow.programs.executor import validation_errors
+from sgflow.grammars.validation import validation_errors
 
 __all__ = ["run"]
 
@@ -372,7 +372,7 @@ def messages(ir: Any, document: str) -> list[dict[str, str]]:
 
 
 def run_sgflow(ir: Any, docs: list[tuple[str, str]], raw: dict[str, Any]) -> list[Outcome]:
-    from sgflow.programs import SgflowEndpoint, execute
+    from sgflow.execution import SgflowEndpoint, execute
 
     t0 = time.perf_counter()
     outcomes = []

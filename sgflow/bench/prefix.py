@@ -31,7 +31,8 @@ from sgflow.bench._common import FlushingEndpoint, median, ratio
 from sgflow.bench.engine import THREADS, document
 from sgflow.bench.report import Report, Target, progress
 from sgflow.engine.launcher import EngineProcess
-from sgflow.programs import SgflowEndpoint, compile_program, execute
+from sgflow.execution import SgflowEndpoint, execute
+from sgflow.programs import compile_program
 from sgflow.programs.model import Program
 
 __all__ = ["PROGRAM", "run"]

@@ -26,7 +26,8 @@ import httpx
 from sgflow.bench._common import flush_cache
 from sgflow.bench.report import Report, Target, progress
 from sgflow.cluster import Cluster, ClusterConfig
-from sgflow.programs import SgflowEndpoint, compile_program, execute
+from sgflow.execution import SgflowEndpoint, execute
+from sgflow.programs import compile_program
 from sgflow.programs.model import Program
 
 __all__ = ["run"]

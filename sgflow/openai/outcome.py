@@ -323,7 +323,7 @@ def _truncated(plan: Plan, fold: RunFold | None) -> list[Choice]:
 
 def _check_program_output(schema: dict[str, Any], record: RunRecord) -> None:
     """A program model's output against the request's ``json_schema`` response format."""
-    from sgflow.programs.executor import validation_errors
+    from sgflow.grammars.validation import validation_errors
 
     problems = validation_errors(record.output, schema)
     if problems:

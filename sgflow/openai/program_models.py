@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from sgflow.errors import SgflowError
+from sgflow.grammars.validation import validation_errors
 from sgflow.openai.chat_request import ChatRequest, JsonSchemaFormat, UserMessage
 from sgflow.openai.chat_translate import message_text
 from sgflow.openai.model_list import ProgramModel
@@ -31,7 +32,6 @@ from sgflow.openai.plan import Plan
 from sgflow.openai.responses_request import JsonSchemaText, ResponsesRequest
 from sgflow.openai.responses_translate import item_text, responses_echo
 from sgflow.openai.translate import unsupported
-from sgflow.programs.executor import validation_errors
 
 __all__ = ["plan_program_model", "program_inputs"]
 

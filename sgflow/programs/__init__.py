@@ -1,13 +1,12 @@
-"""Declarative programs: the format, the static checker, the compiler and the executor.
+"""Declarative programs: the format, the static checker and the compiler.
 
-A pure library: no HTTP, no Celery, no Redis. The executor talks to an SGLang endpoint.
+A pure library: no HTTP, no Celery, no Redis, no engine. Running a compiled program is
+:mod:`sgflow.execution`'s job; talking to each kind of engine, :mod:`sgflow.adapters`'.
 """
 
-from sgflow.programs.backend import SgflowEndpoint
 from sgflow.programs.checker import ProgramLimits, check_program, load_program, parse_program
 from sgflow.programs.compiler import compile_program
 from sgflow.programs.errors import ProgramError, ProgramInvalid, RunError
-from sgflow.programs.executor import RunResult, StepTrace, execute
 from sgflow.programs.ir import ProgramIR
 from sgflow.programs.model import Program
 
@@ -18,12 +17,8 @@ __all__ = [
     "ProgramInvalid",
     "ProgramLimits",
     "RunError",
-    "RunResult",
-    "SgflowEndpoint",
-    "StepTrace",
     "check_program",
     "compile_program",
-    "execute",
     "load_program",
     "parse_program",
 ]

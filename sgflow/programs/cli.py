@@ -29,6 +29,13 @@ def add_parsers(sub: Any) -> None:
         help="for every JSON Schema, say per keyword whether the grammar enforces it",
     )
     p.add_argument(
+        "--engine",
+        metavar="URL|KIND",
+        help="check each step against an engine: a URL (its kind is detected, or named as "
+        "KIND+URL) or a kind (sglang, vllm, llamacpp, ollama, tgi, lmdeploy, trtllm, mlc); "
+        "says per step what the engine enforces, what sgflow emulates and what it refuses",
+    )
+    p.add_argument(
         "--no-compile",
         dest="compile",
         action="store_false",
@@ -47,7 +54,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--inputs", help="a JSON file with the inputs object")
     p.add_argument("--inputs-jsonl", help="a JSONL file, one inputs object per line (a batch)")
     p.add_argument("--out", help="where the batch's results go (JSONL; default stdout)")
-    p.add_argument("--engine", help="URL of an SGLang server (default: start the embedded one)")
+    p.add_argument(
+        "--engine",
+        help="URL of an engine of any supported kind, or KIND+URL (default: start the "
+        "embedded one)",
+    )
     p.add_argument("--concurrency", type=int, default=4, help="batch runs in flight (default 4)")
     p.add_argument("--trace", action="store_true", help="print the per-step trace")
     p.add_argument(
@@ -59,9 +70,51 @@ def add_parsers(sub: Any) -> None:
 # -- check ------------------------------------------------------------------------------------
 
 
+def _engine(spec: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """The capabilities and a description of ``--engine`` (a kind, or a URL to probe)."""
+    if not spec:
+        return None, None
+    from sgflow.adapters import ADAPTERS
+    from sgflow.adapters.detect import detect
+
+    if spec in ADAPTERS:
+        return ADAPTERS[spec].capabilities, {"kind": spec}
+    probe = detect(spec)
+    described = {"kind": probe.kind, "url": probe.url, "model": probe.model}
+    return ADAPTERS[probe.kind].capabilities, described
+
+
+def _engine_plan(prog: Any, file: str, caps: Any) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Each constrained or selecting step on ``caps``' engine, and an ``engine.unsupported``
+    error for every step it refuses."""
+    from sgflow.adapters.plan import plan_program
+    from sgflow.programs.compiler import compile_program
+    from sgflow.programs.errors import ProgramError
+
+    ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
+    plans = plan_program(ir, caps)
+    errors = [
+        ProgramError(
+            "engine.unsupported",
+            p.pointer,
+            f"step `{p.step}` needs {p.feature}, which {caps.name} cannot enforce: {p.how}",
+            hint="run it on an engine that enforces it (sgflow engines list)",
+            file=file,
+        )
+        for p in plans
+        if p.support == "refused"
+    ]
+    return [p.to_dict() for p in plans], errors
+
+
 def run_check(args: argparse.Namespace) -> int:
     report: list[dict[str, Any]] = []
     failed = False
+    try:
+        caps, engine = _engine(getattr(args, "engine", None))
+    except Exception as exc:  # an engine that does not answer, or answers like none known
+        print(f"sgflow check: --engine {args.engine}: {exc}", file=sys.stderr)
+        return 2
     for file in args.files:
         try:
             text = Path(file).read_text(encoding="utf-8")
@@ -79,8 +132,14 @@ def run_check(args: argparse.Namespace) -> int:
         }
         if prog is not None and not errors:
             entry["prefix"] = _prefix(prog, file)
+        if prog is not None and not errors and caps is not None:
+            entry["engine"] = engine
+            entry["plan"], refused = _engine_plan(prog, file, caps)
+            errors = list(errors) + refused
+            entry["ok"] = not errors
+            entry["errors"] = [e.to_dict() for e in errors]
         if prog is not None and args.explain:
-            entry["explain"] = _explain(prog, file)
+            entry["explain"] = _explain(prog, file, caps)
         report.append(entry)
         failed = failed or bool(errors)
         if not args.json:
@@ -90,6 +149,8 @@ def run_check(args: argparse.Namespace) -> int:
                 print(f"{file}: ok ({len(prog.steps) if prog else 0} steps)")
             if "prefix" in entry:
                 _print_prefix(entry["prefix"])
+            if "plan" in entry:
+                _print_plan(entry["engine"], entry["plan"])
             if "explain" in entry:
                 _print_explain(entry["explain"])
     if args.json:
@@ -175,15 +236,22 @@ def _print_prefix(prefix: dict[str, Any]) -> None:
         )
 
 
-def _explain(prog: Any, file: str) -> list[dict[str, Any]]:
-    from sgflow.grammars import explain
+def _print_plan(engine: dict[str, Any], plans: list[dict[str, Any]]) -> None:
+    print(f"  on {engine['kind']}{' at ' + engine['url'] if engine.get('url') else ''}:")
+    for p in plans or [{"step": "-", "feature": "free text only", "support": "native", "how": ""}]:
+        print(f"    step {p['step']:20} {p['feature']:12} {p['support']:9} {p['how']}")
+
+
+def _explain(prog: Any, file: str, caps: Any = None) -> list[dict[str, Any]]:
+    from sgflow.adapters.plan import explain_schema
+    from sgflow.adapters.sglang import CAPABILITIES as SGLANG
     from sgflow.programs.compiler import compile_program
 
     ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
     out: list[dict[str, Any]] = []
     for step in ir.iter_steps():
         if step.gen is not None and step.gen.constraint.schema is not None:
-            rows = [r.to_dict() for r in explain(step.gen.constraint.schema)]
+            rows = explain_schema(step.gen.constraint.schema, caps or SGLANG)
             out.append({"where": f"step {step.id}", "keywords": rows})
     # output.schema is not generated under a grammar: every keyword of it is checked by
     # jsonschema after the run, so it has no enforcement report.
@@ -203,10 +271,12 @@ def _print_explain(sections: list[dict[str, Any]]) -> None:
 
 @contextmanager
 def _endpoint(url: str | None) -> Iterator[Any]:
-    from sgflow.programs.backend import SgflowEndpoint
+    from sgflow.execution.sglang_backend import SgflowEndpoint
 
     if url:
-        yield SgflowEndpoint(url.rstrip("/"))
+        from sgflow.execution.endpoints import endpoint_for
+
+        yield endpoint_for(url)
         return
     from sgflow.engine.launcher import EngineProcess
 
@@ -223,8 +293,8 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_run(args: argparse.Namespace) -> int:
+    from sgflow.execution.executor import execute
     from sgflow.programs.compiler import compile_program
-    from sgflow.programs.executor import execute
 
     try:
         prog = load_program(args.file)
@@ -297,7 +367,7 @@ def _print_trace(result: Any) -> None:
 def _run_batch(ir: Any, endpoint: Any, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sgflow.programs.executor import execute
+    from sgflow.execution.executor import execute
 
     lines = [
         ln for ln in Path(args.inputs_jsonl).read_text(encoding="utf-8").splitlines() if ln.strip()

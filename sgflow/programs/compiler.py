@@ -1,9 +1,7 @@
 """Compile a checked program to the IR, and the IR to an ``sgl.function``.
 
-``compile_program`` is deterministic and cached by the program's content hash;
-``to_sgl_function`` wraps the executor's interpreter in an ``sgl.function`` whose body
-issues ``sgl.system/user/assistant``, ``sgl.gen(regex=…, json_schema=…)``, ``sgl.select``
-and ``s.fork`` in program order, so every step extends the prefix of the one before it.
+``compile_program`` is deterministic and cached by the program's content hash. The
+executor (:mod:`sgflow.execution.executor`) interprets the IR.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from sgflow.programs.constraints import resolve_gen, resolve_schema_refs
 from sgflow.programs.ir import ForkIR, GenOp, ProgramIR, StepIR, ThinkOp
@@ -166,15 +163,3 @@ def static_prefix(ir: ProgramIR, *, chat_template: str = "chatml") -> str | None
     (SGLang's ``cache_prefix``). None when shorter than ``MIN_PREFIX_CHARS``."""
     text = prefix_layout(ir, chat_template=chat_template).text
     return text if len(text) >= MIN_PREFIX_CHARS else None
-
-
-def to_sgl_function(ir: ProgramIR) -> Any:
-    """An ``sgl.function(s, inputs, run)``; ``run`` is the executor's per-run state."""
-    import sglang as sgl
-
-    def program(s: Any, inputs: dict[str, Any], run: Any) -> None:
-        run.execute(s, inputs)
-
-    fn = sgl.function(program)
-    fn.sgflow_ir = ir
-    return fn

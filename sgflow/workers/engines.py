@@ -12,8 +12,8 @@ The worker's URLs come from :attr:`sgflow.settings.Settings.worker_engine_urls`:
   a run resumed after a crash goes back to the engine that holds its prefix, and runs spread
   evenly. There is no prefix affinity across runs: that is the router's job.
 
-Endpoints are built lazily, once per URL (``RuntimeEndpoint`` asks the engine for its model
-when built; a failed build is retried on the next use).
+Endpoints are built lazily, once per URL (building one asks the engine what it is and which
+model it serves; a failed build is retried on the next use).
 """
 
 from __future__ import annotations
@@ -21,27 +21,29 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from sgflow.programs import SgflowEndpoint
+from sgflow.execution import endpoint_for
 
 __all__ = ["EnginePool"]
 
 
 class EnginePool:
-    """``urls`` (at least one) and ``factory`` (default :class:`SgflowEndpoint`), which builds
-    the endpoint of one URL. Raises ``ValueError`` for an empty list."""
+    """``urls`` (at least one) and ``factory`` (default :func:`endpoint_for`: the backend of
+    whatever kind of engine answers there), which builds the endpoint of one URL. Raises
+    ``ValueError`` for an empty list."""
 
     def __init__(
         self,
         urls: Sequence[str],
         *,
-        factory: Callable[[str], SgflowEndpoint] = SgflowEndpoint,
+        factory: Callable[[str], Any] = endpoint_for,
     ) -> None:
         if not urls:
             raise ValueError("an engine pool needs at least one URL")
         self.urls = list(dict.fromkeys(urls))
         self._factory = factory
-        self._endpoints: dict[str, SgflowEndpoint] = {}
+        self._endpoints: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def order(self, key: str) -> list[str]:
@@ -56,7 +58,7 @@ class EnginePool:
         order = self.order(key)
         return order[retry % len(order)]
 
-    def endpoint(self, url: str) -> SgflowEndpoint:
+    def endpoint(self, url: str) -> Any:
         """The endpoint of ``url``, built on first use; raises what building it raises
         (an unreachable engine), and the next call tries again."""
         with self._lock:

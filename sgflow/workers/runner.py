@@ -28,7 +28,8 @@ from typing import Any
 
 import redis
 
-from sgflow.programs import RunError, RunResult, SgflowEndpoint, compile_program, execute
+from sgflow.execution import RunResult, execute
+from sgflow.programs import RunError, compile_program
 from sgflow.programs.model import Program
 from sgflow.store import (
     Claim,
@@ -254,8 +255,8 @@ class Runner:
 
         url = self.engines.pick(run.id, retry)
         try:
-            endpoint: SgflowEndpoint = self.engines.endpoint(url)
-        except Exception as exc:  # RuntimeEndpoint asks the engine for its model when built
+            endpoint = self.engines.endpoint(url)
+        except Exception as exc:  # building asks the engine what it is and its model
             return RunResult(
                 program=ir.name,
                 version=ir.version,

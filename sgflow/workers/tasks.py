@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
-from sgflow.programs import SgflowEndpoint
+from sgflow.execution import endpoint_for
 from sgflow.programs.compiler import compile_program, static_prefix
 from sgflow.programs.model import Program
 from sgflow.settings import Settings, apply, mask, redis_warnings
@@ -59,7 +59,7 @@ log = logging.getLogger("sgflow.workers.tasks")
 
 SETTINGS = apply(Settings())
 app = celery_from(SETTINGS)
-engines = EnginePool(SETTINGS.worker_engine_urls, factory=SgflowEndpoint)
+engines = EnginePool(SETTINGS.worker_engine_urls, factory=endpoint_for)
 
 
 @cache

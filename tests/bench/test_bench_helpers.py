@@ -27,7 +27,8 @@ from sgflow.bench._common import (
     person_text,
     ratio,
 )
-from sgflow.programs import compile_program, execute
+from sgflow.execution import execute
+from sgflow.programs import compile_program
 from sgflow.programs.model import Program
 
 URL = "http://engine.invalid"

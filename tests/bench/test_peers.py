@@ -72,7 +72,7 @@ def test_unparseable_output_is_truncated_or_not_json_by_finish_reason() -> None:
 
 
 def test_score_agrees_with_the_executors_validation() -> None:
-    from sgflow.programs.executor import validation_errors
+    from sgflow.grammars.validation import validation_errors
 
     for changes in ({}, {"capacity": None}, {"capacity": 0}, {"tags": ["a"] * 5}):
         text = event(**changes)

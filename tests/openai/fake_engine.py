@@ -27,6 +27,7 @@ from sglang.lang.chat_template import get_chat_template
 from sglang.lang.choices import ChoicesDecision
 
 from sgflow.errors import SgflowError
+from sgflow.execution import execute
 from sgflow.openai import (
     ChatStream,
     Plan,
@@ -49,7 +50,7 @@ from sgflow.openai import (
     plan_responses,
     response_object,
 )
-from sgflow.programs import compile_program, execute
+from sgflow.programs import compile_program
 from sgflow.programs.checker import check_program
 from sgflow.programs.model import Program
 

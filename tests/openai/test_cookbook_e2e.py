@@ -18,7 +18,7 @@ from typing import Any
 import openai
 import pytest
 
-from sgflow.programs.executor import validation_errors
+from sgflow.grammars.validation import validation_errors
 from tests.openai.test_service_e2e import model, sdk  # noqa: F401 (fixtures)
 from tests.service.stack import Stack
 

@@ -19,7 +19,7 @@ import pytest
 from openai import pydantic_function_tool
 from pydantic import BaseModel
 
-import sgflow.programs.executor as executor
+import sgflow.execution.executor as executor
 from sgflow.programs.checker import load_program
 from tests.openai.fake_engine import FakeEngine, Service
 from tests.openai.sdk import client

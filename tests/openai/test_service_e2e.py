@@ -19,7 +19,7 @@ from openai import pydantic_function_tool
 from pydantic import BaseModel, Field
 
 import sgflow
-from sgflow.programs.executor import validation_errors
+from sgflow.grammars.validation import validation_errors
 from tests.service.stack import Stack
 
 pytestmark = pytest.mark.engine

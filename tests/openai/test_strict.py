@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field, HttpUrl
 
 from sgflow.grammars import check
 from sgflow.grammars.spec import JsonSchema
+from sgflow.grammars.validation import validation_errors
 from sgflow.openai.strict import StrictProblem, check_strict, normalize_strict, strict_error
-from sgflow.programs.executor import validation_errors
 from tests.openai.sdk import sdk_response_format
 
 SCHEMAS = Path(__file__).parent / "schemas"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sgflow.execution.executor import to_sgl_function
+from sgflow.execution.sglang_backend import _route_ebnf, ebnf_regex
 from sgflow.programs import compile_program, load_program
-from sgflow.programs.backend import _route_ebnf, ebnf_regex
-from sgflow.programs.compiler import to_sgl_function
 
 LIBRARY = Path(__file__).parents[2] / "sgflow" / "programs" / "library"
 

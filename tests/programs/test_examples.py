@@ -13,7 +13,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from sgflow.programs import SgflowEndpoint, compile_program, execute, load_program
+from sgflow.execution import SgflowEndpoint, execute
+from sgflow.programs import compile_program, load_program
 from sgflow.programs.checker import check_program
 from sgflow.programs.model import Program
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sgflow.programs import SgflowEndpoint, compile_program, execute, load_program
+from sgflow.execution import SgflowEndpoint, execute
+from sgflow.programs import compile_program, load_program
 from sgflow.programs.compiler import prefix_layout, static_prefix
 from sgflow.programs.model import Program
 

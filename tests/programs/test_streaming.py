@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sgflow.programs import RunError, SgflowEndpoint, compile_program, execute
-from sgflow.programs.backend import _Pieces
-from sgflow.programs.executor import DELTA_INTERVAL_S
+from sgflow.execution import SgflowEndpoint, execute
+from sgflow.execution.deltas import Pieces
+from sgflow.execution.executor import DELTA_INTERVAL_S
+from sgflow.programs import RunError, compile_program
 from sgflow.programs.model import Program
 
 pytestmark = pytest.mark.engine
@@ -169,7 +170,7 @@ def engine_idle(engine_url: str, within_s: float = 3.0) -> bool:
 
 def test_pieces_hold_back_a_stop_string_until_the_end() -> None:
     got: list[tuple[str, bool]] = []
-    pieces = _Pieces(lambda text, final: got.append((text, final)), holdback=len("<|im_end|>"))
+    pieces = Pieces(lambda text, final: got.append((text, final)), holdback=len("<|im_end|>"))
     for text in ["Hello", "Hello world, this", "Hello world, this is it<|im", "Hello world, thi"]:
         pieces.update(text)
     pieces.finish("Hello world, this is it")

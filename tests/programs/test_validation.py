@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgflow.programs.executor import validation_errors
+from sgflow.grammars.validation import validation_errors
 
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
 

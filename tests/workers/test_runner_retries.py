@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from sgflow.programs import SgflowEndpoint
+from sgflow.execution import SgflowEndpoint
 from sgflow.programs.checker import parse_program
 from sgflow.programs.compiler import program_hash
 from sgflow.store import ProgramBodies, RunStore

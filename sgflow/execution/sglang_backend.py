@@ -17,16 +17,16 @@ HTTP response is closed, and the engine cancels the sequence when its client goe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import requests
 from sglang.global_config import global_config
 from sglang.lang.backend.runtime_endpoint import RuntimeEndpoint
 
-__all__ = ["DeltaSink", "SgflowEndpoint", "ebnf_regex"]
+from sgflow.execution.deltas import DeltaSink, DeltaSinks, Pieces, response_lines, stop_strings
+
+__all__ = ["DeltaSink", "SgflowEndpoint", "constraint_of", "ebnf_regex"]
 
 _EBNF_MARK = "\x00sgflow-ebnf\x00"
 _PASSED_THROUGH = (
@@ -37,12 +37,23 @@ _PASSED_THROUGH = (
 )
 _STREAM_TIMEOUT_S = (10.0, 600.0)  # connect; the longest wait for the next chunk
 
-# called with each piece of new text, then once with final=True (the rest, maybe "")
-DeltaSink = Callable[[str, bool], None]
-
 
 def ebnf_regex(grammar: str) -> str:
     return _EBNF_MARK + grammar
+
+
+def constraint_of(sampling_params: Any) -> tuple[str, str | None]:
+    """The constraint kind (``free``, ``regex``, ``json_schema``, ``ebnf``) and source of a
+    generation's sampling parameters, as the executor set them."""
+    regex = getattr(sampling_params, "regex", None)
+    if isinstance(regex, str):
+        if regex.startswith(_EBNF_MARK):
+            return "ebnf", regex[len(_EBNF_MARK) :]
+        return "regex", regex
+    schema = getattr(sampling_params, "json_schema", None)
+    if isinstance(schema, str):
+        return "json_schema", schema
+    return "free", None
 
 
 def _route_ebnf(sampling_params: Any) -> None:
@@ -59,52 +70,14 @@ def _route_ebnf(sampling_params: Any) -> None:
     sampling_params.to_srt_kwargs = to_srt_kwargs
 
 
-def _stop_strings(sampling_params: Any) -> list[str]:
-    stop = getattr(sampling_params, "stop", None) or ()
-    return [stop] if isinstance(stop, str) else [x for x in stop if isinstance(x, str)]
-
-
-class _Pieces:
-    """Turns the cumulative texts of a stream into pieces for a sink. The last
-    ``holdback`` characters (the longest stop string) are held until the end, since the
-    engine trims a stop string once it is complete: the pieces always add up to the text
-    the generation returns."""
-
-    def __init__(self, sink: DeltaSink, holdback: int) -> None:
-        self.sink = sink
-        self.holdback = holdback
-        self.sent = ""
-
-    def update(self, text: str) -> None:
-        safe = text[: max(0, len(text) - self.holdback)]
-        if len(safe) > len(self.sent) and safe.startswith(self.sent):
-            piece, self.sent = safe[len(self.sent) :], safe
-            self.sink(piece, False)
-
-    def finish(self, text: str) -> None:
-        self.sink(text[len(self.sent) :] if text.startswith(self.sent) else "", True)
-
-
-class SgflowEndpoint(RuntimeEndpoint):  # type: ignore[misc]
+class SgflowEndpoint(DeltaSinks, RuntimeEndpoint):  # type: ignore[misc]
     def __init__(self, base_url: str, *, chat_template_name: str = "chatml", **kwargs: Any) -> None:
         super().__init__(base_url, chat_template_name=chat_template_name, **kwargs)
-        self._sinks: dict[int, DeltaSink] = {}
-
-    @contextmanager
-    def deltas(self, state: Any, sink: DeltaSink) -> Iterator[None]:
-        """While the block runs, generations of ``state`` (a ``ProgramState`` or its
-        ``StreamExecutor``) are streamed into ``sink``. Keyed by the state, not the thread:
-        the frontend generates on each state's own worker thread."""
-        key = id(getattr(state, "stream_executor", state))
-        self._sinks[key] = sink
-        try:
-            yield
-        finally:
-            self._sinks.pop(key, None)
+        self._init_sinks()
 
     def generate(self, s: Any, sampling_params: Any) -> Any:
         _route_ebnf(sampling_params)
-        sink = self._sinks.get(id(s))
+        sink = self.sink_for(s)
         if sink is None:
             return super().generate(s, sampling_params)
         return self._generate_streamed(s, sampling_params, sink)
@@ -137,7 +110,10 @@ class SgflowEndpoint(RuntimeEndpoint):  # type: ignore[misc]
         """``generate`` over the streaming API: the same request plus ``"stream": true``."""
         self._handle_dtype_to_regex(sampling_params)
         data = self._payload(s, sampling_params)
-        pieces = _Pieces(sink, max((len(x) for x in _stop_strings(sampling_params)), default=0))
+        pieces = Pieces(
+            sink,
+            max((len(x) for x in stop_strings(getattr(sampling_params, "stop", None))), default=0),
+        )
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with requests.post(
             self.base_url + "/generate",
@@ -170,22 +146,12 @@ class SgflowEndpoint(RuntimeEndpoint):  # type: ignore[misc]
         return data
 
 
-def _lines(res: requests.Response) -> Iterator[bytes]:
-    """The lines of a response as its bytes arrive (``iter_lines`` waits for 512 bytes)."""
-    pending = b""
-    for chunk in res.iter_content(chunk_size=None):
-        *lines, pending = (pending + chunk).split(b"\n")
-        yield from lines
-    if pending:
-        yield pending
-
-
-def _read_stream(res: requests.Response, pieces: _Pieces) -> tuple[str, dict[str, Any]]:
+def _read_stream(res: requests.Response, pieces: Pieces) -> tuple[str, dict[str, Any]]:
     """The final text and meta_info of an SSE ``/generate`` stream (cumulative texts),
     feeding ``pieces`` on the way; raises ``RuntimeError`` if it ends without a result."""
     text: str | None = None
     meta: dict[str, Any] = {}
-    for line in _lines(res):
+    for line in response_lines(res):
         if not line.startswith(b"data:"):
             continue
         body = line[5:].strip()

@@ -29,10 +29,12 @@ from typing import Any
 
 import sglang as sgl
 
+from sgflow.adapters.plan import require
+from sgflow.execution.endpoints import capabilities_of
+from sgflow.execution.sglang_backend import ebnf_regex
+from sgflow.grammars import safe_regex
 from sgflow.grammars.validation import validation_errors
 from sgflow.jsonbounds import JsonBoundsError, loads
-from sgflow.programs.backend import SgflowEndpoint, ebnf_regex
-from sgflow.programs.compiler import to_sgl_function
 from sgflow.programs.errors import RunError
 from sgflow.programs.ir import Constraint, GenOp, ProgramIR, StepIR
 from sgflow.programs.templates import TemplateFailure, evaluate, render, render_value
@@ -314,6 +316,11 @@ class _Run:
                 }
             ]
         c = gen.constraint
+        if c.kind == "regex":  # checked again on every engine, whatever enforced it
+            assert c.source is not None
+            if safe_regex.fullmatch(c.source, text):
+                return text, []
+            return None, [{"pointer": "", "message": f"does not match the regex {c.source}"}]
         if c.kind != "json_schema":
             return text, []
         try:  # bounded like any JSON from outside: a model can nest until max_tokens
@@ -386,6 +393,8 @@ class _Run:
         except KeyError:
             value = None
         error = s.error()
+        if isinstance(error, RunError):
+            raise error
         if error is not None or value is None:
             raise RunError(
                 "engine.error",
@@ -472,7 +481,7 @@ def _truncated(finish: Any) -> bool:
 def execute(
     ir: ProgramIR,
     inputs: dict[str, Any],
-    endpoint: SgflowEndpoint,
+    endpoint: Any,
     *,
     on_event: EventSink | None = None,
     completed: dict[str, dict[str, Any]] | None = None,
@@ -501,6 +510,7 @@ def execute(
                 details=problems,
             )
         inputs = _with_declared(inputs, ir.inputs_schema)
+        require(ir, capabilities_of(endpoint))  # refused before any token is generated
         to_sgl_function(ir).run(inputs=inputs, run=run, backend=endpoint)
         output = _output(ir, inputs, run.steps)
     except RunError as exc:
@@ -548,3 +558,16 @@ def _output(ir: ProgramIR, inputs: dict[str, Any], steps: dict[str, Any]) -> Any
                 "output.invalid", "the final output does not match output.schema", details=problems
             )
     return value
+
+
+def to_sgl_function(ir: ProgramIR) -> Any:
+    """An ``sgl.function(s, inputs, run)`` whose body issues ``sgl.system/user/assistant``,
+    ``sgl.gen``, ``sgl.select`` and ``s.fork`` in program order (every step extends the
+    prefix of the one before it); ``run`` is the executor's per-run state."""
+
+    def program(s: Any, inputs: dict[str, Any], run: Any) -> None:
+        run.execute(s, inputs)
+
+    fn = sgl.function(program)
+    fn.sgflow_ir = ir
+    return fn
