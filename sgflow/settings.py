@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     engine_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [DEFAULT_ENGINE_URL],
         min_length=1,
-        description="the SGLang servers (native API), comma- or space-separated or a JSON "
-        "list; the API checks and scrapes each. Workers send runs to the router when "
+        description="the engines: SGLang, vLLM, llama.cpp's llama-server, Ollama, TGI, "
+        "LMDeploy, TensorRT-LLM or MLC-LLM (detected, or named as KIND+http://…), comma- or "
+        "space-separated or a JSON list; the API checks and scrapes each. Workers send runs to the router when "
         "SGFLOW_ROUTER_URL is set, else to one of these (spread by run id, a retry goes to "
         f"the next); default {DEFAULT_ENGINE_URL}",
     )
@@ -269,7 +270,7 @@ class Settings(BaseSettings):
     @field_validator("engine_urls")
     @classmethod
     def _check_urls(cls, urls: list[str]) -> list[str]:
-        return [_http_url(url) for url in urls]
+        return [_engine_url(url) for url in urls]
 
     @field_validator("router_url", "api_url")
     @classmethod
@@ -363,6 +364,14 @@ def _warn_once(variable: str, message: str) -> None:
 
 def _upper(env: Mapping[str, str]) -> dict[str, str]:
     return {key.upper(): value for key, value in env.items()}
+
+
+def _engine_url(url: str) -> str:
+    """An engine URL: ``http(s)://…``, or ``KIND+http(s)://…`` naming the engine's kind."""
+    from sgflow.adapters.detect import split_url
+
+    kind, base = split_url(url)  # ValueError for an unknown kind
+    return f"{kind}+{_http_url(base)}" if kind else _http_url(base)
 
 
 def _http_url(url: str) -> str:

@@ -203,6 +203,7 @@ class Adapter:
     generate_path: ClassVar[str]
     stream_path: ClassVar[str | None] = None  # default: generate_path
     stream_format: ClassVar[Literal["sse", "ndjson"]] = "sse"
+    health_path: ClassVar[str] = "/health"  # answers 200 when the engine can serve
     tokenize_path: ClassVar[str | None] = None
     score_path: ClassVar[str | None] = None
 

@@ -26,7 +26,7 @@ import requests
 from sgflow.adapters import KINDS
 from sgflow.adapters.base import Probe
 
-__all__ = ["EngineUnrecognised", "detect", "split_url"]
+__all__ = ["EngineUnrecognised", "base_url", "detect", "health_url", "split_url"]
 
 _OWNERS = {"vllm": "vllm", "lmdeploy": "lmdeploy", "tensorrt_llm": "trtllm", "mlc-llm": "mlc"}
 _OWNERS.update({"llamacpp": "llamacpp", "sglang": "sglang"})
@@ -45,6 +45,20 @@ def split_url(url: str) -> tuple[str | None, str]:
             raise ValueError(f"unknown engine kind {scheme!r} in {url}; known: {', '.join(KINDS)}")
         return scheme, rest.rstrip("/")
     return None, url.rstrip("/")
+
+
+def base_url(url: str) -> str:
+    """``url`` without the kind it may name: what HTTP requests go to."""
+    return split_url(url)[1]
+
+
+def health_url(url: str) -> str:
+    """Where the engine at ``url`` says it is up: its kind's health route (``/health`` when
+    the URL names no kind: SGLang, vLLM, llama.cpp, TGI, LMDeploy and TensorRT-LLM)."""
+    from sgflow.adapters import ADAPTERS
+
+    kind, base = split_url(url)
+    return base + (ADAPTERS[kind].health_path if kind else "/health")
 
 
 def _get(url: str, path: str, timeout_s: float) -> Any:

@@ -34,6 +34,7 @@ CAPABILITIES = Capabilities(
 class MlcAdapter(CompletionsAdapter):
     kind = "mlc"
     capabilities = CAPABILITIES
+    health_path = "/v1/models"  # MLC-LLM has no /health
 
     def constraint_fields(self, gen: Generation) -> dict[str, Any]:
         if gen.constraint == "json_schema":

@@ -53,6 +53,7 @@ class OllamaAdapter(Adapter):
     kind = "ollama"
     capabilities = CAPABILITIES
     generate_path = "/api/generate"
+    health_path = "/api/version"
     stream_format = "ndjson"
 
     def body(self, gen: Generation, model: str) -> dict[str, Any]:

@@ -33,6 +33,8 @@ SCENARIOS: dict[str, str] = {
     "grammars": "compile time of the grammar library and JSONSchemaBench schemas",
     "coverage": "JSONSchemaBench declared/empirical coverage and compliance",
     "peers": "the same extraction on sgflow, llama-cpp-python and Outlines",
+    "engines": "the library programs and JSONSchemaBench on every engine that runs here "
+    "(embedded, llama-server, vLLM): validity, false successes, compliance, cached ratio",
     "load": "GET /v1/runs/{id} with 1,000 open event streams and 100 waiting extractions",
     "chaos": "kill -9 workers, restart Redis (AOF) and the engine mid-run: nothing lost "
     "(not in all)",

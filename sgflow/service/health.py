@@ -23,6 +23,7 @@ import redis.asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from sgflow.adapters.detect import health_url
 from sgflow.errors import SgflowError
 from sgflow.store import AsyncRunStore
 
@@ -90,7 +91,7 @@ def engines_check(
 
     async def one(client: httpx.AsyncClient, url: str) -> tuple[str, bool, str]:
         try:
-            response = await client.get(f"{url}/health")
+            response = await client.get(health_url(url))
         except httpx.HTTPError as exc:
             return url, False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return url, response.status_code == 200, f"HTTP {response.status_code}"

@@ -53,6 +53,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from sgflow.adapters.detect import base_url
 from sgflow.service.events import EventHub
 from sgflow.store import AsyncRunStore, MetricsSnapshot
 
@@ -176,7 +177,7 @@ async def _engine_tokens(client: httpx.AsyncClient, url: str) -> dict[str, float
     """The engine's token counters summed over its ``internal_states``; ``None`` if it did
     not answer 200 with JSON in time."""
     try:
-        response = await client.get(f"{url}/server_info")
+        response = await client.get(f"{base_url(url)}/server_info")
         info: Any = response.json() if response.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None

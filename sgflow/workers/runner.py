@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from sgflow.adapters.detect import EngineUnrecognised
 from sgflow.execution import RunResult, execute
 from sgflow.programs import RunError, compile_program
 from sgflow.programs.model import Program
@@ -257,6 +258,11 @@ class Runner:
         try:
             endpoint = self.engines.endpoint(url)
         except Exception as exc:  # building asks the engine what it is and its model
+            error = (
+                RunError("engine.unrecognised", str(exc), hint="name the kind: KIND+http://…")
+                if isinstance(exc, EngineUnrecognised) and "answers, but" in str(exc)
+                else RunError("engine.unavailable", f"the engine {url} cannot be reached: {exc}")
+            )
             return RunResult(
                 program=ir.name,
                 version=ir.version,
@@ -265,9 +271,7 @@ class Runner:
                 steps={},
                 trace=[],
                 usage={},
-                error=RunError(
-                    "engine.unavailable", f"the engine {url} cannot be reached: {exc}"
-                ).to_dict(),
+                error=error.to_dict(),
             )
         return execute(ir, run.inputs, endpoint, on_event=on_event, completed=completed)
 

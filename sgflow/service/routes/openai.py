@@ -37,6 +37,7 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from sgflow.adapters.detect import base_url
 from sgflow.errors import SgflowError
 from sgflow.openai import (
     ChatRequest,
@@ -269,7 +270,7 @@ async def _engine_models(request: Request) -> list[tuple[str, float]]:
 
     async def ask(client: httpx.AsyncClient, url: str) -> list[str]:
         try:
-            r = await client.get(f"{url.rstrip('/')}/v1/models")
+            r = await client.get(f"{base_url(url)}/v1/models")
             r.raise_for_status()
             return [str(m["id"]) for m in r.json().get("data") or [] if m.get("id")]
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
