@@ -66,6 +66,8 @@ class ClusterConfig:
     def routed(self) -> bool:
         if self.router is not None:
             return self.router
+        if any(_not_sglang(url) for url in self.engine_urls):
+            return False  # sglang-router speaks SGLang's API only: workers spread the runs
         return self.replicas > 1 or len(self.engine_urls) > 1
 
     @property
@@ -308,3 +310,11 @@ class Cluster:
             f"{name} did not become ready in {self.config.startup_s:g}s "
             f"(log: {self.data_dir / f'{name}.log'})"
         )
+
+
+def _not_sglang(url: str) -> bool:
+    """Whether ``url`` names an engine kind other than SGLang (``vllm+http://…``)."""
+    from sgflow.adapters.detect import split_url
+
+    kind, _ = split_url(url)
+    return kind not in (None, "sglang")

@@ -66,8 +66,10 @@ def test_a_shared_prefix_is_reported_cached_on_the_second_run(peer: tuple[str, s
     second = execute(ir, inputs, endpoint)
     assert second.ok, second.error
     assert second.usage["cached_tokens"] > 0
-    first_step = second.trace[0]
-    assert first_step.cached_tokens > 0 and first_step.cached_tokens <= first_step.prompt_tokens
+    # engines cache whole blocks (vLLM on the CPU: 128 tokens), so a short first prompt may
+    # report none; every step reports no more than its prompt
+    assert any(t.cached_tokens > 0 for t in second.trace)
+    assert all(0 <= t.cached_tokens <= t.prompt_tokens for t in second.trace)
 
 
 def test_streamed_deltas_add_up_to_each_step_text(peer: tuple[str, str]) -> None:
