@@ -1,15 +1,17 @@
-"""llama.cpp's own ``llama-server`` as a live peer engine, built offline once per machine.
+"""llama.cpp's own ``llama-server`` as a live peer engine, built from source once per machine.
 
 The sources come from the llama-cpp-python sdist (``vendor/llama.cpp``), the same release
 sgflow's embedded engine links (``LLAMA_VERSION``, the Makefile's too), so both engines run
 the same llama.cpp. Only the ``llama-server`` target is built, with the Makefile's portable
 AVX2 flags (a native build enables AMX, which crashes on these Xeons), static libraries (the
-binary is self-contained), no Web UI (nothing is fetched) and no HTTPS.
+binary is self-contained), no Web UI and no HTTPS: PyPI serves the sdist, and the build
+itself fetches nothing.
 
 Cache layout (``cache_root()`` is ``$SGFLOW_PEERS_CACHE``, default ``~/.cache/sgflow/peers``)::
 
     llama-server-0.3.36-avx2/llama-server    the binary (present = installed)
     .build-llama-server-*/                   a build in progress (moved into place at the end)
+    .llama-server.lock                       held while one build runs (others wait for it)
 """
 
 from __future__ import annotations
