@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEEL_DIR ?= $(HOME)/.cache/sgflow/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install run engine test check lint types unit bench clean
+.PHONY: install run engine peers test check lint types unit bench clean
 
 install: $(STAMP)
 
@@ -44,7 +44,12 @@ types: install
 
 check: lint types
 
-test: check
+# Peer engines for the tests (llama.cpp's llama-server, vLLM on CPU), built once per machine
+# into ~/.cache/sgflow/peers ($SGFLOW_PEERS_CACHE); a no-op once they are there.
+peers: install
+	$(BIN)/sgflow peers install all
+
+test: check peers
 	$(BIN)/pytest -q -ra
 
 bench: install

@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sgflow.adapters import cli as engines_cli
 
     engines_cli.add_parser(sub)
+    from sgflow.peers import cli as peers_cli
+
+    peers_cli.add_parser(sub)
     p_schema = sub.add_parser("schema", help="print the JSON Schema of the program format")
     p_schema.add_argument("--write", action="store_true", help="write programs/program.schema.json")
 
@@ -220,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sgflow.adapters import cli as engines_cli
 
         return engines_cli.run(args)
+    if args.command == "peers":
+        from sgflow.peers import cli as peers_cli
+
+        return peers_cli.run(args)
     if args.command in ("grammars", "check", "run"):
         from sgflow.settings import apply
 

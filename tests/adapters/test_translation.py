@@ -47,7 +47,13 @@ def llama_parses(gbnf: str) -> None:
     [
         (
             (LIBRARY / "sql-select.ebnf").read_text(),
-            ["SELECT name FROM users;", "SELECT * FROM t LIMIT 5;", "select x;", "SELECT FROM;", ""],
+            [
+                "SELECT name FROM users;",
+                "SELECT * FROM t LIMIT 5;",
+                "select x;",
+                "SELECT FROM;",
+                "",
+            ],
         ),
         (
             (LIBRARY / "arithmetic.ebnf").read_text(),
