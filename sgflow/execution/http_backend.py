@@ -69,7 +69,16 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
     # -- HTTP --------------------------------------------------------------------------------
 
     def _post(self, path: str, body: dict[str, Any], *, stream: bool = False) -> Any:
-        res = self.http.post(self.url + path, json=body, timeout=_TIMEOUT_S, stream=stream)
+        if stream:  # a connection of its own: llama-server closes it after an SSE stream
+            res = requests.post(
+                self.url + path,
+                json=body,
+                timeout=_TIMEOUT_S,
+                stream=True,
+                headers={"Connection": "close"},
+            )
+        else:
+            res = self.http.post(self.url + path, json=body, timeout=_TIMEOUT_S)
         if res.status_code >= 400:
             try:
                 said = self.adapter.error_message(res.json())

@@ -98,10 +98,11 @@ def test_what_gbnf_cannot_say_is_refused_not_approximated(grammar: str, construc
 
 
 def test_a_regex_without_a_regex_field_becomes_an_anchored_string_schema() -> None:
-    caps = adapter_for("ollama").capabilities
-    lowered = lower("regex", r"\d{4}-\d{2}", caps)
+    lowered = lower("regex", r"\d{4}-\d{2}", adapter_for("mlc").capabilities)
     assert lowered.wrapped and lowered.constraint == "json_schema"
     assert json.loads(lowered.source or "") == {"type": "string", "pattern": r"^(?:\d{4}-\d{2})$"}
+    on_ollama = lower("regex", r"\d{4}-\d{2}", adapter_for("ollama").capabilities)
+    assert json.loads(on_ollama.source or "")["pattern"] == "^(?:[0-9]{4}-[0-9]{2})$"
     assert unwrap('"2026-11"') == "2026-11"
     assert unwrap('"2026-1') == '"2026-1'  # cut off: left as it is, validation then refuses it
 
@@ -198,3 +199,35 @@ def test_every_adapter_builds_its_engines_body_for_each_constraint_it_has(kind: 
         gen = Generation("hi", 4, constraint=lowered.constraint, source=lowered.source)
         body = json.dumps(adapter.body(gen, "m"))
         assert "hi" in body and (lowered.source or "")[:4].strip('"') in body.replace("\\", "")
+
+
+@pytest.mark.parametrize(
+    ("regex", "samples"),
+    [
+        (r"\d{4}-\d{2}", ["2026-11", "202-11", "abcd-11"]),
+        (r"^[\w.+-]+@[\w-]+\.[a-z]{2,}$", ["a.b@c-d.io", "a@b", "a b@c.io"]),
+        (r"[^\s]+ (?:x|y)\/z", ["ab x/z", "a b x/z", "ab w/z"]),
+    ],
+)
+def test_regexes_are_rewritten_for_llama_cpp_with_the_same_language(
+    regex: str, samples: list[str]
+) -> None:
+    import re
+
+    from sgflow.adapters.emulation import llama_pattern
+
+    rewritten = llama_pattern(regex)
+    assert "\\d" not in rewritten and "\\w" not in rewritten and "\\s" not in rewritten
+    plain = regex.removeprefix("^").removesuffix("$")
+    for text in samples:
+        assert bool(re.fullmatch(plain, text)) == bool(re.fullmatch(rewritten, text)), text
+
+
+@pytest.mark.parametrize("regex", [r"(?=a)a", r"\bword", r"a^b", r"(?P<n>a)", r"[\D]", r"(a)\1"])
+def test_what_llama_cpp_would_accept_anything_for_is_refused_on_llama_cpp_and_ollama(
+    regex: str,
+) -> None:
+    for kind in ("llamacpp", "ollama"):
+        with pytest.raises(Unsupported, match="accept anything"):
+            lower("regex", regex, adapter_for(kind).capabilities)
+    lower("regex", regex, adapter_for("mlc").capabilities)  # xgrammar reads it

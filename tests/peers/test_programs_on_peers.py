@@ -31,10 +31,12 @@ def ir_and_inputs(name: str) -> tuple[Any, dict[str, Any]]:
     return ir, inputs
 
 
-@pytest.fixture(scope="module", params=["vllm"])
+@pytest.fixture(scope="module", params=["llamacpp", "vllm"])
 def peer(request: pytest.FixtureRequest) -> tuple[str, str]:
     """``(kind, url)`` of a live peer engine."""
-    server = request.getfixturevalue(f"{request.param}_server")
+    server = request.getfixturevalue(
+        {"llamacpp": "llama_server", "vllm": "vllm_server"}[request.param]
+    )
     return request.param, server.url
 
 
