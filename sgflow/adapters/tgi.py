@@ -68,6 +68,8 @@ class TgiAdapter(Adapter):
     stream_path = "/generate_stream"
     tokenize_path = "/tokenize"
     score_path = "/generate"
+    # /generate's body has no prompt count (only prefill, with decoder_input_details)
+    prompt_tokens_header = "x-prompt-tokens"
 
     def body(self, gen: Generation, model: str) -> dict[str, Any]:
         parameters: dict[str, Any] = {"max_new_tokens": gen.max_tokens, "details": True}

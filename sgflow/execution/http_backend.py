@@ -86,7 +86,11 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         finishing (:func:`_finished`)."""
         if sink is None:
             body = self.adapter.body(gen, self.model)
-            done = self.adapter.completion(self._post(self.adapter.generate_path, body))
+            with self._post(self.adapter.generate_path, body, stream=True) as res:
+                done = self.adapter.completion(res.json())
+                header = self.adapter.prompt_tokens_header
+                if header and not done.prompt_tokens and res.headers.get(header, "").isdigit():
+                    done.prompt_tokens = int(res.headers[header])
             return _finished(done, gen.stop)
         streamed = Generation(**{**gen.__dict__, "stream": True})
         path = self.adapter.stream_path or self.adapter.generate_path
