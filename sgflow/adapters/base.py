@@ -206,6 +206,8 @@ class Adapter:
     health_path: ClassVar[str] = "/health"  # answers 200 when the engine can serve
     tokenize_path: ClassVar[str | None] = None
     score_path: ClassVar[str | None] = None
+    # the response header that counts the prompt's tokens where the body does not (TGI)
+    prompt_tokens_header: ClassVar[str | None] = None
 
     def body(self, gen: Generation, model: str) -> dict[str, Any]:
         raise NotImplementedError

@@ -11,7 +11,7 @@ tgi        ``GET /info`` answers ``model_id`` and ``router``
 llamacpp   ``GET /props`` answers ``default_generation_settings``
 vllm       ``GET /v1/models`` entries ``owned_by: vllm`` (version from ``GET /version``)
 lmdeploy   ``GET /v1/models`` entries ``owned_by: lmdeploy``
-trtllm     ``GET /v1/models`` entries ``owned_by: tensorrt_llm``
+trtllm     ``GET /v1/models`` entries ``owned_by: tensorrt_llm`` (version from ``GET /version``)
 mlc        ``GET /v1/models`` entries ``owned_by: MLC-LLM``
 ========== ==========================================================================
 """
@@ -129,7 +129,7 @@ def detect(url: str, *, timeout_s: float = 5.0) -> Probe:
         if kind is not None:
             evidence["/v1/models"] = models
             version = None
-            if kind == "vllm":
+            if kind in ("vllm", "trtllm"):  # both serve GET /version -> {"version": ...}
                 found = _get(base, "/version", timeout_s)
                 version = str(found.get("version")) if isinstance(found, dict) else None
             return Probe(kind, base, _model_of(kind, base, evidence, timeout_s), version, evidence)

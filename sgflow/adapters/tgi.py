@@ -51,11 +51,14 @@ CAPABILITIES = Capabilities(
         "select needs the server started with --enable-prefill-logprobs; prompt tokens "
         "held by the prefix cache come back without one, and select then falls back to a "
         "generation constrained to the choices",
-        "at most 4 stop strings (max_stop_sequences)",
+        "at most 4 stop strings (max_stop_sequences) are sent; sgflow applies the rest",
     ),
 )
 
 _FINISH = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
+# the launcher's default --max-stop-sequences: validation.rs answers 422 to a request with
+# more; the rest are applied by sgflow, which cuts the text at every stop string it was given
+MAX_STOP_SEQUENCES = 4
 
 
 class TgiAdapter(Adapter):
@@ -65,6 +68,8 @@ class TgiAdapter(Adapter):
     stream_path = "/generate_stream"
     tokenize_path = "/tokenize"
     score_path = "/generate"
+    # /generate's body has no prompt count (only prefill, with decoder_input_details)
+    prompt_tokens_header = "x-prompt-tokens"
 
     def body(self, gen: Generation, model: str) -> dict[str, Any]:
         parameters: dict[str, Any] = {"max_new_tokens": gen.max_tokens, "details": True}
@@ -75,7 +80,7 @@ class TgiAdapter(Adapter):
         else:
             parameters["do_sample"] = False
         if gen.stop:
-            parameters["stop"] = list(gen.stop)
+            parameters["stop"] = list(gen.stop[:MAX_STOP_SEQUENCES])
         if gen.seed is not None:
             parameters["seed"] = gen.seed
         if gen.frequency_penalty:

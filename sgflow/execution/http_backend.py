@@ -89,11 +89,18 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         return res if stream else res.json()
 
     def complete(self, gen: Generation, sink: DeltaSink | None = None) -> Completion:
-        """One generation; with ``sink``, streamed into it."""
+        """One generation, cut at its first stop string (an engine may ignore some:
+        LMDeploy honours only one-token stops, TGI at most four); with ``sink``, streamed
+        into it, never past a stop string. Raises when the engine gave up instead of
+        finishing (:func:`_finished`)."""
         if sink is None:
-            return self.adapter.completion(
-                self._post(self.adapter.generate_path, self.adapter.body(gen, self.model))
-            )
+            body = self.adapter.body(gen, self.model)
+            with self._post(self.adapter.generate_path, body, stream=True) as res:
+                done = self.adapter.completion(res.json())
+                header = self.adapter.prompt_tokens_header
+                if header and not done.prompt_tokens and res.headers.get(header, "").isdigit():
+                    done.prompt_tokens = int(res.headers[header])
+            return _finished(done, gen.stop)
         streamed = Generation(**{**gen.__dict__, "stream": True})
         path = self.adapter.stream_path or self.adapter.generate_path
         pieces = Pieces(sink, max((len(x) for x in gen.stop), default=0))
@@ -114,10 +121,10 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
                     raise EngineRefused(200, self.adapter.error_message(event))
                 self.adapter.chunk(event, state)
                 if not state.done:
-                    pieces.update(state.text)
+                    pieces.update(_cut(state.text, gen.stop)[0])
         if not state.done:
             raise RuntimeError("the engine's stream ended before the generation finished")
-        done = state.completion()
+        done = _finished(state.completion(), gen.stop)
         pieces.finish(done.text)
         return done
 
@@ -128,7 +135,7 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         lowered = lower(kind, source, self.capabilities)
         gen = _generation(s.text_, sampling_params, lowered)
         sink = self.sink_for(s)
-        done = _finished(self.complete(gen, None if lowered.wrapped else sink), gen.stop)
+        done = self.complete(gen, None if lowered.wrapped else sink)
         text = unwrap(done.text) if lowered.wrapped else done.text
         if lowered.wrapped and sink is not None:
             sink(text, True)
@@ -158,7 +165,7 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
             constraint=lowered.constraint,
             source=lowered.source,
         )
-        done = _finished(self.complete(gen), ())
+        done = self.complete(gen)
         text = unwrap(done.text) if lowered.wrapped else done.text
         if text not in choices:
             raise RuntimeError(
@@ -197,15 +204,23 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         )
 
 
+def _cut(text: str, stop: tuple[str, ...]) -> tuple[str, str | None]:
+    """``text`` up to its first stop string, and that string (None where there is none)."""
+    cuts = [(text.find(s), s) for s in stop if s and s in text]
+    if not cuts:
+        return text, None
+    at, matched = min(cuts)
+    return text[:at], matched
+
+
 def _finished(done: Completion, stop: tuple[str, ...]) -> Completion:
-    """``done`` cut at the first stop string (an engine may ignore some: LMDeploy honours
-    only one-token stops); raises when the engine gave up instead of finishing."""
+    """``done`` cut at its first stop string; raises when the engine gave up instead of
+    finishing."""
     if done.finish == "abort":
         raise RuntimeError("the engine ended the generation without finishing it")
-    cuts = [(done.text.find(s), s) for s in stop if s and s in done.text]
-    if cuts:
-        at, matched = min(cuts)
-        done.text, done.finish, done.matched = done.text[:at], "stop", matched
+    text, matched = _cut(done.text, stop)
+    if matched is not None:
+        done.text, done.finish, done.matched = text, "stop", matched
     return done
 
 
