@@ -96,3 +96,33 @@ def test_sgflow_check_reports_the_plan_against_the_live_engine(peer: tuple[str, 
     assert report["engine"]["kind"] == kind and report["engine"]["model"]
     assert [p["feature"] for p in report["plan"]] == ["ebnf"]
     assert report["ok"] == (report["plan"][0]["support"] != "refused")
+
+
+def test_sgflow_engines_probe_prints_the_kind_model_and_capabilities(peer: tuple[str, str]) -> None:
+    kind, url = peer
+    done = subprocess.run(
+        [sys.executable, "-m", "sgflow.cli", "engines", "probe", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    assert probe["kind"] == kind and probe["model"] and probe["url"] == url
+    assert probe["capabilities"]["json_schema"]["support"] == "native"
+
+
+def test_a_url_that_answers_like_no_engine_is_named_so() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    done = subprocess.run(
+        [sys.executable, "-m", "sgflow.cli", "engines", "probe", f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "does not answer" in done.stderr
+    assert "KIND+http://" in done.stderr
