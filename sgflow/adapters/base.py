@@ -253,6 +253,42 @@ class Adapter:
 _CLEAN_STOPS = {"stop", "eos", "eos_token", "stop_sequence", "tool_calls", None}
 
 
+class DeltaAdapter(Adapter):
+    """An engine whose answer carries the text in ``text_field`` and whose stream sends
+    pieces of it, the last event marked by a true ``done_field`` and carrying the counts
+    (:meth:`final` reads them)."""
+
+    text_field: ClassVar[str]
+    done_field: ClassVar[str]
+
+    def final(self, answer: dict[str, Any], into: Completion | StreamState) -> None:
+        raise NotImplementedError
+
+    def completion(self, answer: Any) -> Completion:
+        done = Completion(str(answer.get(self.text_field) or ""), "stop")
+        self.final(answer, done)
+        return done
+
+    def chunk(self, event: Any, state: StreamState) -> None:
+        state.text += str(event.get(self.text_field) or "")
+        if event.get(self.done_field):
+            self.final(event, state)
+            state.done = True
+
+
+def sampling_fields(gen: Generation, **names: str) -> dict[str, Any]:
+    """The optional settings of ``gen`` that are set (``stop``, ``seed``,
+    ``frequency_penalty``, ``presence_penalty``), under the engine's ``names`` for them
+    (``seed="random_seed"``; an empty name leaves the setting out)."""
+    values = {
+        "stop": list(gen.stop) or None,
+        "seed": gen.seed,
+        "frequency_penalty": gen.frequency_penalty or None,
+        "presence_penalty": gen.presence_penalty or None,
+    }
+    return {names.get(k, k): v for k, v in values.items() if v is not None and names.get(k, k)}
+
+
 def openai_finish(reason: Any) -> str:
     """``stop``, ``length``, or ``abort`` for anything else an engine may say (``error``,
     ``abort``, ``cancelled``, ``timeout``, ``preempt``): never a clean stop."""

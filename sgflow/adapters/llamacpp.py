@@ -16,12 +16,13 @@ from typing import Any
 
 from sgflow.adapters.base import (
     LLAMA_JSON_KEYWORDS,
-    Adapter,
     Capabilities,
     Completion,
+    DeltaAdapter,
     Enforcement,
     Generation,
     StreamState,
+    sampling_fields,
 )
 
 __all__ = ["LlamaCppAdapter"]
@@ -45,9 +46,11 @@ CAPABILITIES = Capabilities(
 _FINISH = {"limit": "length", "eos": "stop", "word": "stop"}
 
 
-class LlamaCppAdapter(Adapter):
+class LlamaCppAdapter(DeltaAdapter):
     kind = "llamacpp"
     capabilities = CAPABILITIES
+    text_field = "content"
+    done_field = "stop"
     generate_path = "/completion"
     tokenize_path = "/tokenize"
 
@@ -60,14 +63,7 @@ class LlamaCppAdapter(Adapter):
             "cache_prompt": True,
             "stream": gen.stream,
         }
-        if gen.stop:
-            body["stop"] = list(gen.stop)
-        if gen.seed is not None:
-            body["seed"] = gen.seed
-        if gen.frequency_penalty:
-            body["frequency_penalty"] = gen.frequency_penalty
-        if gen.presence_penalty:
-            body["presence_penalty"] = gen.presence_penalty
+        body.update(sampling_fields(gen))
         if gen.constraint == "json_schema":
             body["json_schema"] = gen.schema()
         elif gen.constraint == "ebnf":
@@ -76,30 +72,18 @@ class LlamaCppAdapter(Adapter):
             raise ValueError(f"llama-server has no constraint {gen.constraint!r}")
         return body
 
-    def completion(self, answer: Any) -> Completion:
-        done = Completion(str(answer.get("content") or ""), "stop")
-        _finish(answer, done)
-        return done
-
-    def chunk(self, event: Any, state: StreamState) -> None:
-        state.text += str(event.get("content") or "")
-        if event.get("stop"):
-            _finish(event, state)
-            state.done = True
+    def final(self, answer: dict[str, Any], into: Completion | StreamState) -> None:
+        into.finish = _FINISH.get(str(answer.get("stop_type")), "abort")
+        if answer.get("stop_type") == "word" and answer.get("stopping_word"):
+            into.matched = str(answer["stopping_word"])
+        into.completion_tokens = int(answer.get("tokens_predicted") or 0)
+        into.prompt_tokens = int(answer.get("tokens_evaluated") or 0)
+        timings = answer.get("timings")
+        if isinstance(timings, dict) and timings.get("cache_n") is not None:
+            into.cached_tokens = int(timings["cache_n"])
 
     def tokenize_body(self, text: str, model: str) -> dict[str, Any]:
         return {"content": text, "add_special": False, "parse_special": True}
 
     def token_count(self, answer: Any) -> int:
         return len(answer["tokens"])
-
-
-def _finish(answer: dict[str, Any], into: Completion | StreamState) -> None:
-    into.finish = _FINISH.get(str(answer.get("stop_type")), "stop")
-    if answer.get("stop_type") == "word" and answer.get("stopping_word"):
-        into.matched = str(answer["stopping_word"])
-    into.completion_tokens = int(answer.get("tokens_predicted") or 0)
-    into.prompt_tokens = int(answer.get("tokens_evaluated") or 0)
-    timings = answer.get("timings")
-    if isinstance(timings, dict) and timings.get("cache_n") is not None:
-        into.cached_tokens = int(timings["cache_n"])

@@ -15,12 +15,13 @@ from typing import Any
 
 from sgflow.adapters.base import (
     LLAMA_JSON_KEYWORDS,
-    Adapter,
     Capabilities,
     Completion,
+    DeltaAdapter,
     Enforcement,
     Generation,
     StreamState,
+    sampling_fields,
 )
 
 __all__ = ["OllamaAdapter"]
@@ -49,9 +50,11 @@ CAPABILITIES = Capabilities(
 _FINISH = {"length": "length", "stop": "stop"}
 
 
-class OllamaAdapter(Adapter):
+class OllamaAdapter(DeltaAdapter):
     kind = "ollama"
     capabilities = CAPABILITIES
+    text_field = "response"
+    done_field = "done"
     generate_path = "/api/generate"
     health_path = "/api/version"
     stream_format = "ndjson"
@@ -62,14 +65,7 @@ class OllamaAdapter(Adapter):
             "temperature": gen.temperature,
             "top_p": gen.top_p,
         }
-        if gen.stop:
-            options["stop"] = list(gen.stop)
-        if gen.seed is not None:
-            options["seed"] = gen.seed
-        if gen.frequency_penalty:
-            options["frequency_penalty"] = gen.frequency_penalty
-        if gen.presence_penalty:
-            options["presence_penalty"] = gen.presence_penalty
+        options.update(sampling_fields(gen))
         body: dict[str, Any] = {
             "model": model,
             "prompt": gen.prompt,
@@ -83,19 +79,7 @@ class OllamaAdapter(Adapter):
             raise ValueError(f"Ollama has no constraint {gen.constraint!r}")
         return body
 
-    def completion(self, answer: Any) -> Completion:
-        done = Completion(str(answer.get("response") or ""), "stop")
-        _finish(answer, done)
-        return done
-
-    def chunk(self, event: Any, state: StreamState) -> None:
-        state.text += str(event.get("response") or "")
-        if event.get("done"):
-            _finish(event, state)
-            state.done = True
-
-
-def _finish(answer: dict[str, Any], into: Completion | StreamState) -> None:
-    into.finish = _FINISH.get(str(answer.get("done_reason")), "abort")
-    into.prompt_tokens = int(answer.get("prompt_eval_count") or 0)
-    into.completion_tokens = int(answer.get("eval_count") or 0)
+    def final(self, answer: dict[str, Any], into: Completion | StreamState) -> None:
+        into.finish = _FINISH.get(str(answer.get("done_reason")), "abort")
+        into.prompt_tokens = int(answer.get("prompt_eval_count") or 0)
+        into.completion_tokens = int(answer.get("eval_count") or 0)

@@ -16,6 +16,7 @@ from sgflow.adapters.base import (
     StreamState,
     openai_finish,
     openai_usage,
+    sampling_fields,
 )
 
 __all__ = ["CompletionsAdapter"]
@@ -36,14 +37,7 @@ class CompletionsAdapter(Adapter):
             "temperature": gen.temperature,
             "top_p": gen.top_p,
         }
-        if gen.stop:
-            body["stop"] = list(gen.stop)
-        if gen.seed is not None:
-            body["seed"] = gen.seed
-        if gen.frequency_penalty:
-            body["frequency_penalty"] = gen.frequency_penalty
-        if gen.presence_penalty:
-            body["presence_penalty"] = gen.presence_penalty
+        body.update(sampling_fields(gen))
         if gen.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -18,6 +18,7 @@ from sgflow.adapters.base import (
     Enforcement,
     Generation,
     StreamState,
+    sampling_fields,
 )
 
 __all__ = ["SglangAdapter"]
@@ -51,12 +52,7 @@ class SglangAdapter(Adapter):
             "temperature": gen.temperature,
             "top_p": gen.top_p,
         }
-        if gen.stop:
-            params["stop"] = list(gen.stop)
-        if gen.frequency_penalty:
-            params["frequency_penalty"] = gen.frequency_penalty
-        if gen.presence_penalty:
-            params["presence_penalty"] = gen.presence_penalty
+        params.update(sampling_fields(gen, seed=""))
         if gen.constraint != "free":
             params[_KEYS[gen.constraint]] = gen.source
         body: dict[str, Any] = {"text": gen.prompt, "sampling_params": params}

@@ -19,6 +19,7 @@ from sgflow.adapters.base import (
     Enforcement,
     Generation,
     StreamState,
+    sampling_fields,
 )
 
 __all__ = ["TgiAdapter"]
@@ -79,12 +80,9 @@ class TgiAdapter(Adapter):
                 parameters["top_p"] = gen.top_p
         else:
             parameters["do_sample"] = False
+        parameters.update(sampling_fields(gen, presence_penalty=""))
         if gen.stop:
             parameters["stop"] = list(gen.stop[:MAX_STOP_SEQUENCES])
-        if gen.seed is not None:
-            parameters["seed"] = gen.seed
-        if gen.frequency_penalty:
-            parameters["frequency_penalty"] = gen.frequency_penalty
         if gen.constraint == "json_schema":
             parameters["grammar"] = {"type": "json", "value": gen.schema()}
         elif gen.constraint == "regex":
