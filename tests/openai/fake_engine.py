@@ -16,8 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from sglang.lang.choices import ChoicesDecision
 
 from sgflow.errors import SgflowError
 from sgflow.execution import execute
+from sgflow.execution.deltas import DeltaSinks
 from sgflow.openai import (
     ChatStream,
     Plan,
@@ -64,7 +64,7 @@ class Call:
 
 
 @dataclass
-class FakeEngine(BaseBackend):  # type: ignore[misc]
+class FakeEngine(DeltaSinks, BaseBackend):  # type: ignore[misc]
     """Canned replies for ``gen`` (in order, or ``reply(prompt, params)``) and a canned
     ``select`` decision (``choose(prompt, choices)``, default the first choice)."""
 
@@ -79,20 +79,11 @@ class FakeEngine(BaseBackend):  # type: ignore[misc]
         BaseBackend.__init__(self)
         self.chat_template = get_chat_template("chatml")
         self.calls: list[Call] = []
-        self._sinks: dict[int, Callable[[str, bool], None]] = {}
+        self._init_sinks()
         self._lock = threading.Lock()
 
     def get_model_name(self) -> str:
         return "fake"
-
-    @contextmanager
-    def deltas(self, state: Any, sink: Callable[[str, bool], None]) -> Iterator[None]:
-        key = id(getattr(state, "stream_executor", state))
-        self._sinks[key] = sink
-        try:
-            yield
-        finally:
-            self._sinks.pop(key, None)
 
     def generate(self, s: Any, sampling_params: Any) -> tuple[str, dict[str, Any]]:
         params = sampling_params.to_srt_kwargs()
@@ -100,7 +91,7 @@ class FakeEngine(BaseBackend):  # type: ignore[misc]
             self.calls.append(Call(s.text_, params))
             reply = self.reply(s.text_, params) if self.reply else self.replies.pop(0)
         text, finish = reply if isinstance(reply, tuple) else (reply, "stop")
-        sink = self._sinks.get(id(s))
+        sink = self.sink_for(s)
         if sink is not None:
             for i in range(0, len(text), self.piece):
                 sink(text[i : i + self.piece], False)
