@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sgflow.engine.model import DecodeFailed, LlamaModel
+from sgflow.engine.model_api import DecodeFailed, Model, Part
 from sgflow.engine.prefix_cache import PrefixCache
 from sgflow.engine.sampling import log_softmax, top_logprobs
 from sgflow.engine.sequence import Sequence, Update
@@ -44,7 +44,7 @@ class SchedulerStats:
 
 
 class Scheduler:
-    def __init__(self, model: LlamaModel, *, max_running: int) -> None:
+    def __init__(self, model: Model, *, max_running: int) -> None:
         self.model = model
         self.cache = PrefixCache(model, n_slots=model.n_seq, capacity=model.n_ctx)
         self.max_running = max(1, min(max_running, model.n_seq))
@@ -114,23 +114,30 @@ class Scheduler:
         self.model.warm_up()
         self._ready.set()
         while not self._stop:
-            self._drain_inbox()
-            self._drop_cancelled()
-            self._admit()
-            if not self._running:
+            if not self.run_once():
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
-                continue
-            try:
-                self._step()
-            except Exception as exc:  # never let one bad batch take the engine down
-                log.exception("engine step failed")
-                for seq in list(self._running):
-                    seq.abort(f"engine error: {exc}")
-                    self._retire(seq, drop_kv=True)
         for seq in [*self._running, *self._waiting]:
             seq.abort("engine shutting down")
             self._emit(seq)
+
+    def run_once(self) -> bool:
+        """One turn of the loop: take new work, drop cancelled sequences, admit, decode one
+        batch. False when there was nothing to decode. Called by the loop thread only (tests
+        call it themselves instead of :meth:`start`)."""
+        self._drain_inbox()
+        self._drop_cancelled()
+        self._admit()
+        if not self._running:
+            return False
+        try:
+            self._step()
+        except Exception as exc:  # never let one bad batch take the engine down
+            log.exception("engine step failed")
+            for seq in list(self._running):
+                seq.abort(f"engine error: {exc}")
+                self._retire(seq, drop_kv=True)
+        return True
 
     def _drain_inbox(self) -> None:
         while True:
@@ -185,7 +192,7 @@ class Scheduler:
 
     def _step(self) -> None:
         budget = self.model.n_batch
-        parts: list[tuple[int, list[int], int, list[int]]] = []
+        parts: list[Part] = []
         owners: list[tuple[Sequence, str]] = []
         for seq in self._running:
             if not seq.prefilling and seq.pending is not None:
@@ -238,7 +245,7 @@ class Scheduler:
 
     def _decode(
         self,
-        parts: list[tuple[int, list[int], int, list[int]]],
+        parts: list[Part],
         owners: list[tuple[Sequence, str]],
     ) -> list[dict[int, int]] | None:
         while True:

@@ -1,0 +1,171 @@
+"""The scheduler's paths, driven turn by turn (``run_once``) over the honest fake model
+(tests/engine/fake_model.py): no llama.cpp, so every branch can be reached on purpose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import xgrammar as xgr
+
+from sgflow.engine.constraints import GrammarState
+from sgflow.engine.model_api import Model
+from sgflow.engine.protocol import SamplingParams, SeqSpec
+from sgflow.engine.sampling import Sampler
+from sgflow.engine.scheduler import Scheduler
+from sgflow.engine.sequence import Sequence, Update
+from tests.engine.fake_model import EOS, FakeModel
+
+
+class Run:
+    """A scheduler over a fake model, and the updates each sequence sent."""
+
+    def __init__(self, model: FakeModel | None = None, *, max_running: int = 4) -> None:
+        self.model = model or FakeModel()
+        typed: Model = self.model  # the fake is a Model
+        self.scheduler = Scheduler(typed, max_running=max_running)
+        self.updates: dict[str, list[Update]] = {}
+        self._compiler: xgr.GrammarCompiler | None = None
+
+    def seq(
+        self,
+        text: str,
+        *,
+        regex: str | None = None,
+        ebnf: str | None = None,
+        **params: Any,
+    ) -> Sequence:
+        params.setdefault("temperature", 0.0)
+        sp = SamplingParams(**params)
+        spec = SeqSpec(
+            index=0,
+            prompt_index=0,
+            rid=None,
+            text=text,
+            input_ids=None,
+            params=sp,
+            return_logprob=False,
+            logprob_start_len=-1,
+            top_logprobs_num=0,
+        )
+        end_ids = frozenset({EOS}) | frozenset(sp.stop_token_ids or [])
+        grammar = None
+        if regex is not None or ebnf is not None:
+            compiler = self.compiler()
+            compiled = (
+                compiler.compile_regex(regex)
+                if regex is not None
+                else compiler.compile_grammar(ebnf or "")
+            )
+            grammar = GrammarState(compiled, self.model.info.n_vocab)
+        updates: list[Update] = []
+        seq = Sequence(
+            spec=spec,
+            prompt=self.model.tokenize(text),
+            sampler=Sampler(
+                temperature=sp.temperature,
+                top_p=sp.top_p,
+                top_k=sp.top_k,
+                min_p=sp.min_p,
+                frequency_penalty=sp.frequency_penalty,
+                presence_penalty=sp.presence_penalty,
+                repetition_penalty=sp.repetition_penalty,
+                min_new_tokens=sp.min_new_tokens,
+                ignore_eos=sp.ignore_eos,
+                end_ids=end_ids,
+                logit_bias=None,
+                seed=sp.sampling_seed,
+            ),
+            grammar=grammar,
+            end_ids=end_ids,
+            sink=updates.append,
+        )
+        self.updates[seq.rid] = updates
+        return seq
+
+    def compiler(self) -> xgr.GrammarCompiler:
+        if self._compiler is None:
+            info = xgr.TokenizerInfo(
+                self.model.vocab_bytes(),
+                xgr.VocabType.RAW,
+                vocab_size=self.model.info.n_vocab,
+                stop_token_ids=[EOS],
+            )
+            self._compiler = xgr.GrammarCompiler(info, max_threads=1)
+        return self._compiler
+
+    def finish(self, *seqs: Sequence, turns: int = 500) -> None:
+        """Turn the loop until every sequence of ``seqs`` reported its end."""
+        self.scheduler.submit(list(seqs))
+        for _ in range(turns):
+            if all(self.final(s) is not None for s in seqs):
+                return
+            self.scheduler.run_once()
+        raise AssertionError(f"not finished after {turns} turns")
+
+    def final(self, seq: Sequence) -> Update | None:
+        done = [u for u in self.updates[seq.rid] if u.finished]
+        assert len(done) <= 1, "a sequence finished twice"
+        return done[0] if done else None
+
+    def result(self, seq: Sequence) -> tuple[str, dict[str, Any]]:
+        update = self.final(seq)
+        assert update is not None
+        return update.text, update.meta_info["finish_reason"]
+
+
+def spelled(model: FakeModel, first: str, n: int) -> str:
+    """What the fake's default rule generates after ``first``: the next ``n`` tokens."""
+    tok = model.tokenize(first)[-1]
+    out = []
+    for _ in range(n):
+        tok = tok % (model.info.n_vocab - 1) + 1
+        out.append(model.piece(tok).decode())
+    return "".join(out)
+
+
+def test_generation_follows_the_models_rule_and_stops_at_the_length() -> None:
+    run = Run()
+    seq = run.seq("abc", max_new_tokens=5)
+    run.finish(seq)
+    assert run.result(seq) == ("defgh", {"type": "length", "length": 5})
+    # the last token was sampled, never decoded: the slot holds the prompt and the rest
+    assert run.model.history(seq.slot) == run.model.tokenize("abcdefg")
+    assert run.scheduler.cache.tokens(seq.slot) == run.model.tokenize("abcdefg")
+
+
+def test_a_cached_prefix_is_reused_and_gives_the_same_answer() -> None:
+    run = Run()
+    first = run.seq("hello world abc", max_new_tokens=3)
+    run.finish(first)
+    second = run.seq("hello world abd", max_new_tokens=3)
+    run.finish(second)
+    update = run.final(second)
+    assert update is not None
+    assert update.meta_info["cached_tokens"] == len(run.model.tokenize("hello world ab"))
+    assert run.result(second)[0] == spelled(run.model, "d", 3)
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_beside_a_running_stream() -> None:
+    run = Run(FakeModel(n_batch=16))
+    short = run.seq("a", max_new_tokens=30)
+    long = run.seq("x" * 100 + "k", max_new_tokens=2)
+    run.finish(short, long)
+    assert run.result(short)[0] == spelled(run.model, "a", 30)
+    assert run.result(long)[0] == spelled(run.model, "k", 2)
+    assert run.model.decodes > 100 // 16
+
+
+def test_the_fake_fails_a_decode_like_llama_cpp_when_cells_run_out() -> None:
+    model = FakeModel(n_ctx=8)
+    model.decode([(0, [1, 2, 3, 4, 5], 0, [4])])
+    try:
+        model.decode([(1, [1, 2, 3, 4], 0, [3])])
+    except Exception as exc:
+        assert getattr(exc, "code", None) == 1
+    else:
+        raise AssertionError("a decode past the cell budget succeeded")
+    assert model.used_cells() == 5  # nothing of the failed batch was written
+    model.copy_prefix(0, 1, 3)
+    assert model.used_cells() == 5  # shared, not copied
+    model.decode([(1, [9], 3, [0])])
+    assert model.history(1) == [1, 2, 3, 9]
