@@ -18,6 +18,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sgflow.engine.model_api import DecodeFailed, Model, Part
 from sgflow.engine.prefix_cache import PrefixCache
 from sgflow.engine.sampling import log_softmax, top_logprobs
@@ -60,6 +62,8 @@ class Scheduler:
         self._special_piece_cache: dict[int, bytes] = {}
         self._ready = threading.Event()
         self._pieces: dict[int, tuple[list[int], list[bytes]]] = {}
+        self._eog = np.array(sorted(model.info.eog_ids), dtype=np.int64)
+        self._eog_set = frozenset(model.info.eog_ids)
 
     # -- API for other threads ------------------------------------------------------------
 
@@ -118,7 +122,7 @@ class Scheduler:
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
         for seq in [*self._running, *self._waiting]:
-            seq.abort("engine shutting down")
+            seq.abort("engine shutting down", code="request.aborted")
             self._emit(seq)
 
     def run_once(self) -> bool:
@@ -135,7 +139,7 @@ class Scheduler:
         except Exception as exc:  # never let one bad batch take the engine down
             log.exception("engine step failed")
             for seq in list(self._running):
-                seq.abort(f"engine error: {exc}")
+                seq.abort(f"engine error: {exc}", code="engine.internal")
                 self._retire(seq, drop_kv=True)
         return True
 
@@ -155,9 +159,9 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._waiting if s.cancelled]:
             self._waiting.remove(seq)
-            seq.abort("client disconnected")
+            seq.abort("client disconnected", code="request.aborted")
         for seq in [s for s in self._running if s.cancelled]:
-            seq.abort("client disconnected")
+            seq.abort("client disconnected", code="request.aborted")
             self._retire(seq, emit=False)
 
     def _admit(self) -> None:
@@ -256,7 +260,10 @@ class Scheduler:
                     continue  # no contiguous KV room: give up an idle cached prefix, retry
                 victim = owners[-1][0]
                 log.warning("KV cache exhausted; aborting %s", victim.rid)
-                victim.abort("the engine's KV cache is full; retry later or raise --cache-mb")
+                victim.abort(
+                    "the engine's KV cache is full; retry later or raise --cache-mb",
+                    code="engine.overloaded",
+                )
                 self._retire(victim, drop_kv=True)
                 return None
 
@@ -267,12 +274,18 @@ class Scheduler:
         processed = seq.sampler.process(logits, n_generated=len(seq.output), allowed=allowed)
         token = seq.sampler.choose(processed)
         if token is None:
-            if seq.grammar is not None:
+            if allowed is not None and allowed[self._eog].any():
                 # the grammar is complete and end-of-sequence is masked (ignore_eos or
                 # min_new_tokens): the constrained value is finished.
                 seq.finish = {"type": "stop", "matched": self.model.info.eos}
+            elif allowed is not None:
+                seq.abort(
+                    "the grammar reached a dead end: no token can continue it and it is not "
+                    "complete, so the text is not a value of the constraint",
+                    code="grammar.dead_end",
+                )
             else:
-                seq.abort("no token is allowed by the sampling parameters")
+                seq.abort("no token is allowed by the sampling parameters", code="engine.internal")
             self._retire(seq)
             return
         if seq.spec.return_logprob:
@@ -281,7 +294,15 @@ class Scheduler:
             if seq.spec.top_logprobs_num:
                 seq.output_top.append(top_logprobs(lps, seq.spec.top_logprobs_num))
         if seq.grammar is not None and not seq.grammar.accept(token):
-            seq.abort(f"internal error: grammar rejected token {token}")
+            seq.abort(f"internal error: grammar rejected token {token}", code="engine.internal")
+            self._retire(seq)
+            return
+        if seq.grammar is not None and token in self._eog_set and not seq.grammar.is_terminated():
+            # end-of-sequence is only a clean stop where the grammar accepts the text
+            seq.abort(
+                "the generation ended where the grammar does not accept the text",
+                code="grammar.dead_end",
+            )
             self._retire(seq)
             return
         seq.output.append(token)

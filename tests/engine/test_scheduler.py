@@ -169,3 +169,51 @@ def test_the_fake_fails_a_decode_like_llama_cpp_when_cells_run_out() -> None:
     assert model.used_cells() == 5  # shared, not copied
     model.decode([(1, [9], 3, [0])])
     assert model.history(1) == [1, 2, 3, 9]
+
+
+# -- a grammar's end ------------------------------------------------------------------------
+
+GRAMMAR_ENDS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
+    ("complete", {"regex": "ab"}, "ab", {"type": "stop", "matched": EOS}),
+    (
+        # complete, but end-of-sequence held off by min_new_tokens: the value is finished
+        "complete-eos-masked",
+        {"regex": "ab", "min_new_tokens": 5},
+        "ab",
+        {"type": "stop", "matched": EOS},
+    ),
+    (
+        # the vocabulary has no token for "é": after "ab" nothing is allowed, nothing accepts
+        "dead-end",
+        {"regex": "ab\u00e9"},
+        "ab",
+        {"type": "abort", "code": "grammar.dead_end"},
+    ),
+    (
+        "dead-end-in-ebnf",
+        {"ebnf": 'root ::= "a" ("b" | "\u00e9\u00e9")'},
+        "ab",
+        {"type": "stop", "matched": EOS},
+    ),
+]
+
+
+def test_a_grammar_that_cannot_be_continued_is_an_error_not_a_stop() -> None:
+    run = Run()
+    for name, params, text, finish in GRAMMAR_ENDS:
+        seq = run.seq("xyz", max_new_tokens=10, **params)
+        run.finish(seq)
+        got_text, got_finish = run.result(seq)
+        assert got_text == text, name
+        assert {k: got_finish.get(k) for k in finish} == finish, (name, got_finish)
+        if finish["type"] == "abort":
+            assert "dead end" in got_finish["message"]
+
+
+def test_a_dead_end_ends_only_its_own_sequence() -> None:
+    run = Run()
+    dead = run.seq("xyz", max_new_tokens=10, regex="ab\u00e9")
+    fine = run.seq("a", max_new_tokens=6)
+    run.finish(dead, fine)
+    assert run.result(dead)[1]["code"] == "grammar.dead_end"
+    assert run.result(fine) == (spelled(run.model, "a", 6), {"type": "length", "length": 6})
