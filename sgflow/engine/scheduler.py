@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from sgflow.engine.errors import Overloaded
 from sgflow.engine.model_api import DecodeFailed, Model, Part
 from sgflow.engine.prefix_cache import PrefixCache
 from sgflow.engine.sampling import log_softmax, top_logprobs
@@ -30,10 +31,13 @@ __all__ = ["Scheduler", "SchedulerStats"]
 
 log = logging.getLogger("sgflow.engine.scheduler")
 
+_RETRY_AFTER_S = "1"
+
 
 @dataclass
 class SchedulerStats:
     waiting: int
+    max_waiting: int
     running: int
     running_tokens: int
     cache_used_tokens: int
@@ -46,10 +50,13 @@ class SchedulerStats:
 
 
 class Scheduler:
-    def __init__(self, model: Model, *, max_running: int) -> None:
+    def __init__(self, model: Model, *, max_running: int, max_queued: int = 1024) -> None:
         self.model = model
         self.cache = PrefixCache(model, n_slots=model.n_seq, capacity=model.n_ctx)
         self.max_running = max(1, min(max_running, model.n_seq))
+        self.max_queued = max(1, max_queued)
+        self._queued = 0  # sequences submitted and not yet admitted, cancelled or ended
+        self._queue_lock = threading.Lock()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._waiting: deque[Sequence] = deque()
@@ -77,7 +84,27 @@ class Scheduler:
         self._wake.set()
         self._thread.join(timeout=10)
 
+    def check_room(self, n: int = 1) -> None:
+        """Raise :class:`Overloaded` (503, ``Retry-After``) unless ``n`` more sequences may
+        wait. The queue holds at most ``max_queued`` sequences; a request larger than that
+        is taken only when nothing waits, so it is never refused forever."""
+        queued = self._queued
+        if queued and queued + n > self.max_queued:
+            raise Overloaded(
+                f"the engine's queue holds {queued} waiting sequences; {n} more would pass "
+                f"its limit of {self.max_queued}",
+                limit=self.max_queued,
+                hint="retry after a while, send fewer sequences (n, list prompts), or raise "
+                "--max-queued",
+                headers={"Retry-After": _RETRY_AFTER_S},
+            )
+
     def submit(self, seqs: list[Sequence]) -> None:
+        """Queue ``seqs``; raises :class:`Overloaded` when the queue is full (then nothing
+        is queued)."""
+        with self._queue_lock:
+            self.check_room(len(seqs))
+            self._queued += len(seqs)
         for seq in seqs:
             self._inbox.put(seq)
         self._wake.set()
@@ -99,7 +126,8 @@ class Scheduler:
     def stats(self) -> SchedulerStats:
         running = list(self._running)
         return SchedulerStats(
-            waiting=len(self._waiting) + self._inbox.qsize(),
+            waiting=self._queued,
+            max_waiting=self.max_queued,
             running=len(running),
             running_tokens=sum(len(s.prompt) + len(s.output) for s in running),
             cache_used_tokens=self.cache.used_cells(),
@@ -121,6 +149,8 @@ class Scheduler:
             if not self.run_once():
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
+        self._drain_inbox()
+        self._dequeued(len(self._waiting))
         for seq in [*self._running, *self._waiting]:
             seq.abort("engine shutting down", code="request.aborted")
             self._emit(seq)
@@ -159,6 +189,7 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._waiting if s.cancelled]:
             self._waiting.remove(seq)
+            self._dequeued(1)
             seq.abort("client disconnected", code="request.aborted")
         for seq in [s for s in self._running if s.cancelled]:
             seq.abort("client disconnected", code="request.aborted")
@@ -188,11 +219,16 @@ class Scheduler:
             if acquired is None:
                 return
             self._waiting.popleft()
+            self._dequeued(1)
             seq.slot = acquired.slot
             seq.cached = acquired.reused
             seq.n_in_kv = acquired.reused
             self._prompted += len(seq.prompt)
             self._running.append(seq)
+
+    def _dequeued(self, n: int) -> None:
+        with self._queue_lock:
+            self._queued -= n
 
     def _step(self) -> None:
         budget = self.model.n_batch

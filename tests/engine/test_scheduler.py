@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import xgrammar as xgr
 
 from sgflow.engine.constraints import GrammarState
+from sgflow.engine.errors import Overloaded
 from sgflow.engine.model_api import Model
 from sgflow.engine.protocol import SamplingParams, SeqSpec
 from sgflow.engine.sampling import Sampler
@@ -93,9 +95,10 @@ class Run:
             self._compiler = xgr.GrammarCompiler(info, max_threads=1)
         return self._compiler
 
-    def finish(self, *seqs: Sequence, turns: int = 500) -> None:
-        """Turn the loop until every sequence of ``seqs`` reported its end."""
-        self.scheduler.submit(list(seqs))
+    def finish(self, *seqs: Sequence, turns: int = 500, submit: bool = True) -> None:
+        """Submit ``seqs`` (unless told not to) and turn the loop until each reported its end."""
+        if submit:
+            self.scheduler.submit(list(seqs))
         for _ in range(turns):
             if all(self.final(s) is not None for s in seqs):
                 return
@@ -217,3 +220,39 @@ def test_a_dead_end_ends_only_its_own_sequence() -> None:
     run.finish(dead, fine)
     assert run.result(dead)[1]["code"] == "grammar.dead_end"
     assert run.result(fine) == (spelled(run.model, "a", 6), {"type": "length", "length": 6})
+
+
+# -- the bounded queue ----------------------------------------------------------------------
+
+
+def test_a_full_queue_refuses_with_overloaded_and_frees_as_sequences_start() -> None:
+    run = Run(max_running=1)
+    run.scheduler.max_queued = 2
+    first = [run.seq(f"{c}", max_new_tokens=3) for c in "abc"]
+    run.scheduler.submit(first)  # 3 > 2, but nothing waits: taken, never refused forever
+    assert run.scheduler.stats().waiting == 3
+    with pytest.raises(Overloaded, match=r"3 waiting sequences; 1 more would pass its limit of 2"):
+        run.scheduler.submit([run.seq("d", max_new_tokens=3)])
+    err = Overloaded("x")
+    assert (err.status, err.code, err.retryable) == (503, "engine.overloaded", True)
+    run.scheduler.run_once()  # one is admitted: two wait
+    assert (run.scheduler.stats().waiting, run.scheduler.stats().running) == (2, 1)
+    with pytest.raises(Overloaded) as refused:
+        run.scheduler.submit([run.seq("d", max_new_tokens=3)])
+    assert refused.value.headers == {"Retry-After": "1"} and refused.value.limit == 2
+    run.finish(*first, submit=False)
+    assert run.scheduler.stats().waiting == 0
+    later = run.seq("e", max_new_tokens=3)
+    run.finish(later)
+    assert run.result(later)[0] == spelled(run.model, "e", 3)
+
+
+def test_cancelled_waiting_sequences_leave_the_queue() -> None:
+    run = Run(max_running=1)
+    run.scheduler.max_queued = 2
+    seqs = [run.seq(c, max_new_tokens=3) for c in "ab"]
+    run.scheduler.submit(seqs)
+    run.scheduler.run_once()
+    run.scheduler.cancel([seqs[1]])
+    run.scheduler.run_once()
+    assert run.scheduler.stats().waiting == 0
