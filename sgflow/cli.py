@@ -46,6 +46,13 @@ def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
         "--max-running", type=int, default=8, help="requests decoded together (default 8)"
     )
     p.add_argument(
+        "--max-queued",
+        type=int,
+        default=1024,
+        help="sequences that may wait for a running place; past it a request is answered 503 "
+        "engine.overloaded with Retry-After (default 1024)",
+    )
+    p.add_argument(
         "--max-json-whitespace",
         type=int,
         default=4,
@@ -67,6 +74,7 @@ def _engine_config(args: argparse.Namespace, *, llama_log: bool = False):  # typ
         cache_mb=args.cache_mb,
         slots=args.slots,
         max_running=args.max_running,
+        max_queued=args.max_queued,
         threads=args.threads,
         max_json_whitespace=args.max_json_whitespace,
         served_model_name=args.served_model_name,

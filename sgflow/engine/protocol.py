@@ -301,5 +301,7 @@ def finish_length(length: int) -> dict[str, Any]:
     return {"type": "length", "length": length}
 
 
-def finish_abort(message: str) -> dict[str, Any]:
-    return {"type": "abort", "message": message}
+def finish_abort(message: str, code: str) -> dict[str, Any]:
+    """SGLang's abort finish reason, with the registered error ``code`` (``sgflow.errors``)
+    that says why: the generation ended without finishing, and its text is not an answer."""
+    return {"type": "abort", "message": message, "code": code}

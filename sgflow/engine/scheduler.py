@@ -18,7 +18,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sgflow.engine.model import DecodeFailed, LlamaModel
+import numpy as np
+
+from sgflow.engine.errors import Overloaded
+from sgflow.engine.model_api import DecodeFailed, Model, Part
 from sgflow.engine.prefix_cache import PrefixCache
 from sgflow.engine.sampling import log_softmax, top_logprobs
 from sgflow.engine.sequence import Sequence, Update
@@ -28,10 +31,13 @@ __all__ = ["Scheduler", "SchedulerStats"]
 
 log = logging.getLogger("sgflow.engine.scheduler")
 
+_RETRY_AFTER_S = "1"
+
 
 @dataclass
 class SchedulerStats:
     waiting: int
+    max_waiting: int
     running: int
     running_tokens: int
     cache_used_tokens: int
@@ -44,10 +50,13 @@ class SchedulerStats:
 
 
 class Scheduler:
-    def __init__(self, model: LlamaModel, *, max_running: int) -> None:
+    def __init__(self, model: Model, *, max_running: int, max_queued: int = 1024) -> None:
         self.model = model
         self.cache = PrefixCache(model, n_slots=model.n_seq, capacity=model.n_ctx)
         self.max_running = max(1, min(max_running, model.n_seq))
+        self.max_queued = max(1, max_queued)
+        self._queued = 0  # sequences submitted and not yet admitted, cancelled or ended
+        self._queue_lock = threading.Lock()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._waiting: deque[Sequence] = deque()
@@ -60,6 +69,8 @@ class Scheduler:
         self._special_piece_cache: dict[int, bytes] = {}
         self._ready = threading.Event()
         self._pieces: dict[int, tuple[list[int], list[bytes]]] = {}
+        self._eog = np.array(sorted(model.info.eog_ids), dtype=np.int64)
+        self._eog_set = frozenset(model.info.eog_ids)
 
     # -- API for other threads ------------------------------------------------------------
 
@@ -73,7 +84,27 @@ class Scheduler:
         self._wake.set()
         self._thread.join(timeout=10)
 
+    def check_room(self, n: int = 1) -> None:
+        """Raise :class:`Overloaded` (503, ``Retry-After``) unless ``n`` more sequences may
+        wait. The queue holds at most ``max_queued`` sequences; a request larger than that
+        is taken only when nothing waits, so it is never refused forever."""
+        queued = self._queued
+        if queued and queued + n > self.max_queued:
+            raise Overloaded(
+                f"the engine's queue holds {queued} waiting sequences; {n} more would pass "
+                f"its limit of {self.max_queued}",
+                limit=self.max_queued,
+                hint="retry after a while, send fewer sequences (n, list prompts), or raise "
+                "--max-queued",
+                headers={"Retry-After": _RETRY_AFTER_S},
+            )
+
     def submit(self, seqs: list[Sequence]) -> None:
+        """Queue ``seqs``; raises :class:`Overloaded` when the queue is full (then nothing
+        is queued)."""
+        with self._queue_lock:
+            self.check_room(len(seqs))
+            self._queued += len(seqs)
         for seq in seqs:
             self._inbox.put(seq)
         self._wake.set()
@@ -95,7 +126,8 @@ class Scheduler:
     def stats(self) -> SchedulerStats:
         running = list(self._running)
         return SchedulerStats(
-            waiting=len(self._waiting) + self._inbox.qsize(),
+            waiting=self._queued,
+            max_waiting=self.max_queued,
             running=len(running),
             running_tokens=sum(len(s.prompt) + len(s.output) for s in running),
             cache_used_tokens=self.cache.used_cells(),
@@ -114,23 +146,32 @@ class Scheduler:
         self.model.warm_up()
         self._ready.set()
         while not self._stop:
-            self._drain_inbox()
-            self._drop_cancelled()
-            self._admit()
-            if not self._running:
+            if not self.run_once():
                 self._wake.wait(timeout=0.5)
                 self._wake.clear()
-                continue
-            try:
-                self._step()
-            except Exception as exc:  # never let one bad batch take the engine down
-                log.exception("engine step failed")
-                for seq in list(self._running):
-                    seq.abort(f"engine error: {exc}")
-                    self._retire(seq, drop_kv=True)
+        self._drain_inbox()
+        self._dequeued(len(self._waiting))
         for seq in [*self._running, *self._waiting]:
-            seq.abort("engine shutting down")
+            seq.abort("engine shutting down", code="request.aborted")
             self._emit(seq)
+
+    def run_once(self) -> bool:
+        """One turn of the loop: take new work, drop cancelled sequences, admit, decode one
+        batch. False when there was nothing to decode. Called by the loop thread only (tests
+        call it themselves instead of :meth:`start`)."""
+        self._drain_inbox()
+        self._drop_cancelled()
+        self._admit()
+        if not self._running:
+            return False
+        try:
+            self._step()
+        except Exception as exc:  # never let one bad batch take the engine down
+            log.exception("engine step failed")
+            for seq in list(self._running):
+                seq.abort(f"engine error: {exc}", code="engine.internal")
+                self._retire(seq, drop_kv=True)
+        return True
 
     def _drain_inbox(self) -> None:
         while True:
@@ -148,9 +189,10 @@ class Scheduler:
     def _drop_cancelled(self) -> None:
         for seq in [s for s in self._waiting if s.cancelled]:
             self._waiting.remove(seq)
-            seq.abort("client disconnected")
+            self._dequeued(1)
+            seq.abort("client disconnected", code="request.aborted")
         for seq in [s for s in self._running if s.cancelled]:
-            seq.abort("client disconnected")
+            seq.abort("client disconnected", code="request.aborted")
             self._retire(seq, emit=False)
 
     def _admit(self) -> None:
@@ -177,15 +219,20 @@ class Scheduler:
             if acquired is None:
                 return
             self._waiting.popleft()
+            self._dequeued(1)
             seq.slot = acquired.slot
             seq.cached = acquired.reused
             seq.n_in_kv = acquired.reused
             self._prompted += len(seq.prompt)
             self._running.append(seq)
 
+    def _dequeued(self, n: int) -> None:
+        with self._queue_lock:
+            self._queued -= n
+
     def _step(self) -> None:
         budget = self.model.n_batch
-        parts: list[tuple[int, list[int], int, list[int]]] = []
+        parts: list[Part] = []
         owners: list[tuple[Sequence, str]] = []
         for seq in self._running:
             if not seq.prefilling and seq.pending is not None:
@@ -238,7 +285,7 @@ class Scheduler:
 
     def _decode(
         self,
-        parts: list[tuple[int, list[int], int, list[int]]],
+        parts: list[Part],
         owners: list[tuple[Sequence, str]],
     ) -> list[dict[int, int]] | None:
         while True:
@@ -249,7 +296,10 @@ class Scheduler:
                     continue  # no contiguous KV room: give up an idle cached prefix, retry
                 victim = owners[-1][0]
                 log.warning("KV cache exhausted; aborting %s", victim.rid)
-                victim.abort("the engine's KV cache is full; retry later or raise --cache-mb")
+                victim.abort(
+                    "the engine's KV cache is full; retry later or raise --cache-mb",
+                    code="engine.overloaded",
+                )
                 self._retire(victim, drop_kv=True)
                 return None
 
@@ -260,12 +310,18 @@ class Scheduler:
         processed = seq.sampler.process(logits, n_generated=len(seq.output), allowed=allowed)
         token = seq.sampler.choose(processed)
         if token is None:
-            if seq.grammar is not None:
+            if allowed is not None and allowed[self._eog].any():
                 # the grammar is complete and end-of-sequence is masked (ignore_eos or
                 # min_new_tokens): the constrained value is finished.
                 seq.finish = {"type": "stop", "matched": self.model.info.eos}
+            elif allowed is not None:
+                seq.abort(
+                    "the grammar reached a dead end: no token can continue it and it is not "
+                    "complete, so the text is not a value of the constraint",
+                    code="grammar.dead_end",
+                )
             else:
-                seq.abort("no token is allowed by the sampling parameters")
+                seq.abort("no token is allowed by the sampling parameters", code="engine.internal")
             self._retire(seq)
             return
         if seq.spec.return_logprob:
@@ -274,7 +330,15 @@ class Scheduler:
             if seq.spec.top_logprobs_num:
                 seq.output_top.append(top_logprobs(lps, seq.spec.top_logprobs_num))
         if seq.grammar is not None and not seq.grammar.accept(token):
-            seq.abort(f"internal error: grammar rejected token {token}")
+            seq.abort(f"internal error: grammar rejected token {token}", code="engine.internal")
+            self._retire(seq)
+            return
+        if seq.grammar is not None and token in self._eog_set and not seq.grammar.is_terminated():
+            # end-of-sequence is only a clean stop where the grammar accepts the text
+            seq.abort(
+                "the generation ended where the grammar does not accept the text",
+                code="grammar.dead_end",
+            )
             self._retire(seq)
             return
         seq.output.append(token)

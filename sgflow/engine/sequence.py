@@ -122,8 +122,9 @@ class Sequence:
     def finish_with_length(self) -> None:
         self.finish = finish_length(len(self.output))
 
-    def abort(self, message: str) -> None:
-        self.finish = finish_abort(message)
+    def abort(self, message: str, *, code: str) -> None:
+        """End without finishing; ``code`` is a registered error code."""
+        self.finish = finish_abort(message, code)
 
     def meta_info(self, piece: Piece | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {

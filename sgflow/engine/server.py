@@ -47,6 +47,7 @@ def create_app(engine: Engine) -> FastAPI:
                 f"the body is refused: {exc.message}", field=exc.pointer, code=exc.code
             ) from None
         req = parse_generate(body)
+        engine.scheduler.check_room()  # refuse before compiling anything when the queue is full
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[Update] = asyncio.Queue()
 
@@ -90,6 +91,7 @@ def create_app(engine: Engine) -> FastAPI:
             "cache_mb": cfg.cache_mb,
             "slots": cfg.slots,
             "max_running_requests": cfg.max_running,
+            "max_queued_requests": stats.max_waiting,
             "chunked_prefill_size": cfg.n_batch,
             "threads": engine.model.n_threads,
             "max_json_whitespace": cfg.max_json_whitespace,
@@ -126,6 +128,7 @@ def create_app(engine: Engine) -> FastAPI:
                 "num_reqs": stats.running,
                 "num_waiting_reqs": stats.waiting,
                 "num_tokens": stats.running_tokens,
+                "max_waiting_reqs": stats.max_waiting,
             }
         ]
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
+from sgflow.engine.launcher import EngineProcess
 from sgflow.errors import code_info
 from tests.conftest import chat
 
@@ -296,3 +299,40 @@ def test_bad_input_is_a_4xx_naming_the_field(
 def test_engine_serves_after_bad_inputs(client: httpx.Client) -> None:
     out = gen(client, text=Q, sampling_params={"max_new_tokens": 4, "temperature": 0})
     assert out["meta_info"]["completion_tokens"] == 4
+
+
+def test_a_full_queue_is_a_503_with_retry_after_and_shows_in_get_load() -> None:
+    """An engine of its own: one running place, two waiting."""
+    with (
+        EngineProcess("--threads", "2", "--max-running", "1", "--max-queued", "2") as proc,
+        httpx.Client(base_url=proc.url, timeout=120) as c,
+        ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        body = {
+            "text": [chat(f"Count to {i}.") for i in (100, 200, 300)],
+            "sampling_params": {"max_new_tokens": 300, "ignore_eos": True},
+        }
+        # three sequences on an empty queue: more than the bound, taken all the same
+        first = pool.submit(lambda: c.post("/generate", json=body))
+        deadline = time.monotonic() + 60
+        load = c.get("/get_load").json()[0]
+        while load["num_waiting_reqs"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling for the condition, not timing it
+            load = c.get("/get_load").json()[0]
+        # 3 between the submission and the first admission, 2 while one of them runs
+        assert load["num_waiting_reqs"] in (2, 3) and load["max_waiting_reqs"] == 2, load
+        r = c.post("/generate", json={"text": Q, "sampling_params": {"max_new_tokens": 4}})
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "1"
+        error = r.json()["error"]
+        assert (error["code"], error["limit"], error["retryable"]) == (
+            "engine.overloaded",
+            2,
+            True,
+        )
+        assert "limit of 2" in error["message"]
+        done = first.result(timeout=120)
+        assert done.status_code == 200 and len(done.json()) == 3
+        after = c.post("/generate", json={"text": Q, "sampling_params": {"max_new_tokens": 4}})
+        assert after.status_code == 200, after.text
+        assert c.get("/server_info").json()["max_queued_requests"] == 2

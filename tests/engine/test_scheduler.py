@@ -1,0 +1,258 @@
+"""The scheduler's paths, driven turn by turn (``run_once``) over the honest fake model
+(tests/engine/fake_model.py): no llama.cpp, so every branch can be reached on purpose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import xgrammar as xgr
+
+from sgflow.engine.constraints import GrammarState
+from sgflow.engine.errors import Overloaded
+from sgflow.engine.model_api import Model
+from sgflow.engine.protocol import SamplingParams, SeqSpec
+from sgflow.engine.sampling import Sampler
+from sgflow.engine.scheduler import Scheduler
+from sgflow.engine.sequence import Sequence, Update
+from tests.engine.fake_model import EOS, FakeModel
+
+
+class Run:
+    """A scheduler over a fake model, and the updates each sequence sent."""
+
+    def __init__(self, model: FakeModel | None = None, *, max_running: int = 4) -> None:
+        self.model = model or FakeModel()
+        typed: Model = self.model  # the fake is a Model
+        self.scheduler = Scheduler(typed, max_running=max_running)
+        self.updates: dict[str, list[Update]] = {}
+        self._compiler: xgr.GrammarCompiler | None = None
+
+    def seq(
+        self,
+        text: str,
+        *,
+        regex: str | None = None,
+        ebnf: str | None = None,
+        **params: Any,
+    ) -> Sequence:
+        params.setdefault("temperature", 0.0)
+        sp = SamplingParams(**params)
+        spec = SeqSpec(
+            index=0,
+            prompt_index=0,
+            rid=None,
+            text=text,
+            input_ids=None,
+            params=sp,
+            return_logprob=False,
+            logprob_start_len=-1,
+            top_logprobs_num=0,
+        )
+        end_ids = frozenset({EOS}) | frozenset(sp.stop_token_ids or [])
+        grammar = None
+        if regex is not None or ebnf is not None:
+            compiler = self.compiler()
+            compiled = (
+                compiler.compile_regex(regex)
+                if regex is not None
+                else compiler.compile_grammar(ebnf or "")
+            )
+            grammar = GrammarState(compiled, self.model.info.n_vocab)
+        updates: list[Update] = []
+        seq = Sequence(
+            spec=spec,
+            prompt=self.model.tokenize(text),
+            sampler=Sampler(
+                temperature=sp.temperature,
+                top_p=sp.top_p,
+                top_k=sp.top_k,
+                min_p=sp.min_p,
+                frequency_penalty=sp.frequency_penalty,
+                presence_penalty=sp.presence_penalty,
+                repetition_penalty=sp.repetition_penalty,
+                min_new_tokens=sp.min_new_tokens,
+                ignore_eos=sp.ignore_eos,
+                end_ids=end_ids,
+                logit_bias=None,
+                seed=sp.sampling_seed,
+            ),
+            grammar=grammar,
+            end_ids=end_ids,
+            sink=updates.append,
+        )
+        self.updates[seq.rid] = updates
+        return seq
+
+    def compiler(self) -> xgr.GrammarCompiler:
+        if self._compiler is None:
+            info = xgr.TokenizerInfo(
+                self.model.vocab_bytes(),
+                xgr.VocabType.RAW,
+                vocab_size=self.model.info.n_vocab,
+                stop_token_ids=[EOS],
+            )
+            self._compiler = xgr.GrammarCompiler(info, max_threads=1)
+        return self._compiler
+
+    def finish(self, *seqs: Sequence, turns: int = 500, submit: bool = True) -> None:
+        """Submit ``seqs`` (unless told not to) and turn the loop until each reported its end."""
+        if submit:
+            self.scheduler.submit(list(seqs))
+        for _ in range(turns):
+            if all(self.final(s) is not None for s in seqs):
+                return
+            self.scheduler.run_once()
+        raise AssertionError(f"not finished after {turns} turns")
+
+    def final(self, seq: Sequence) -> Update | None:
+        done = [u for u in self.updates[seq.rid] if u.finished]
+        assert len(done) <= 1, "a sequence finished twice"
+        return done[0] if done else None
+
+    def result(self, seq: Sequence) -> tuple[str, dict[str, Any]]:
+        update = self.final(seq)
+        assert update is not None
+        return update.text, update.meta_info["finish_reason"]
+
+
+def spelled(model: FakeModel, first: str, n: int) -> str:
+    """What the fake's default rule generates after ``first``: the next ``n`` tokens."""
+    tok = model.tokenize(first)[-1]
+    out = []
+    for _ in range(n):
+        tok = tok % (model.info.n_vocab - 1) + 1
+        out.append(model.piece(tok).decode())
+    return "".join(out)
+
+
+def test_generation_follows_the_models_rule_and_stops_at_the_length() -> None:
+    run = Run()
+    seq = run.seq("abc", max_new_tokens=5)
+    run.finish(seq)
+    assert run.result(seq) == ("defgh", {"type": "length", "length": 5})
+    # the last token was sampled, never decoded: the slot holds the prompt and the rest
+    assert run.model.history(seq.slot) == run.model.tokenize("abcdefg")
+    assert run.scheduler.cache.tokens(seq.slot) == run.model.tokenize("abcdefg")
+
+
+def test_a_cached_prefix_is_reused_and_gives_the_same_answer() -> None:
+    run = Run()
+    first = run.seq("hello world abc", max_new_tokens=3)
+    run.finish(first)
+    second = run.seq("hello world abd", max_new_tokens=3)
+    run.finish(second)
+    update = run.final(second)
+    assert update is not None
+    assert update.meta_info["cached_tokens"] == len(run.model.tokenize("hello world ab"))
+    assert run.result(second)[0] == spelled(run.model, "d", 3)
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_beside_a_running_stream() -> None:
+    run = Run(FakeModel(n_batch=16))
+    short = run.seq("a", max_new_tokens=30)
+    long = run.seq("x" * 100 + "k", max_new_tokens=2)
+    run.finish(short, long)
+    assert run.result(short)[0] == spelled(run.model, "a", 30)
+    assert run.result(long)[0] == spelled(run.model, "k", 2)
+    assert run.model.decodes > 100 // 16
+
+
+def test_the_fake_fails_a_decode_like_llama_cpp_when_cells_run_out() -> None:
+    model = FakeModel(n_ctx=8)
+    model.decode([(0, [1, 2, 3, 4, 5], 0, [4])])
+    try:
+        model.decode([(1, [1, 2, 3, 4], 0, [3])])
+    except Exception as exc:
+        assert getattr(exc, "code", None) == 1
+    else:
+        raise AssertionError("a decode past the cell budget succeeded")
+    assert model.used_cells() == 5  # nothing of the failed batch was written
+    model.copy_prefix(0, 1, 3)
+    assert model.used_cells() == 5  # shared, not copied
+    model.decode([(1, [9], 3, [0])])
+    assert model.history(1) == [1, 2, 3, 9]
+
+
+# -- a grammar's end ------------------------------------------------------------------------
+
+GRAMMAR_ENDS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
+    ("complete", {"regex": "ab"}, "ab", {"type": "stop", "matched": EOS}),
+    (
+        # complete, but end-of-sequence held off by min_new_tokens: the value is finished
+        "complete-eos-masked",
+        {"regex": "ab", "min_new_tokens": 5},
+        "ab",
+        {"type": "stop", "matched": EOS},
+    ),
+    (
+        # the vocabulary has no token for "é": after "ab" nothing is allowed, nothing accepts
+        "dead-end",
+        {"regex": "ab\u00e9"},
+        "ab",
+        {"type": "abort", "code": "grammar.dead_end"},
+    ),
+    (
+        "dead-end-in-ebnf",
+        {"ebnf": 'root ::= "a" ("b" | "\u00e9\u00e9")'},
+        "ab",
+        {"type": "stop", "matched": EOS},
+    ),
+]
+
+
+def test_a_grammar_that_cannot_be_continued_is_an_error_not_a_stop() -> None:
+    run = Run()
+    for name, params, text, finish in GRAMMAR_ENDS:
+        seq = run.seq("xyz", max_new_tokens=10, **params)
+        run.finish(seq)
+        got_text, got_finish = run.result(seq)
+        assert got_text == text, name
+        assert {k: got_finish.get(k) for k in finish} == finish, (name, got_finish)
+        if finish["type"] == "abort":
+            assert "dead end" in got_finish["message"]
+
+
+def test_a_dead_end_ends_only_its_own_sequence() -> None:
+    run = Run()
+    dead = run.seq("xyz", max_new_tokens=10, regex="ab\u00e9")
+    fine = run.seq("a", max_new_tokens=6)
+    run.finish(dead, fine)
+    assert run.result(dead)[1]["code"] == "grammar.dead_end"
+    assert run.result(fine) == (spelled(run.model, "a", 6), {"type": "length", "length": 6})
+
+
+# -- the bounded queue ----------------------------------------------------------------------
+
+
+def test_a_full_queue_refuses_with_overloaded_and_frees_as_sequences_start() -> None:
+    run = Run(max_running=1)
+    run.scheduler.max_queued = 2
+    first = [run.seq(f"{c}", max_new_tokens=3) for c in "abc"]
+    run.scheduler.submit(first)  # 3 > 2, but nothing waits: taken, never refused forever
+    assert run.scheduler.stats().waiting == 3
+    with pytest.raises(Overloaded, match=r"3 waiting sequences; 1 more would pass its limit of 2"):
+        run.scheduler.submit([run.seq("d", max_new_tokens=3)])
+    err = Overloaded("x")
+    assert (err.status, err.code, err.retryable) == (503, "engine.overloaded", True)
+    run.scheduler.run_once()  # one is admitted: two wait
+    assert (run.scheduler.stats().waiting, run.scheduler.stats().running) == (2, 1)
+    with pytest.raises(Overloaded) as refused:
+        run.scheduler.submit([run.seq("d", max_new_tokens=3)])
+    assert refused.value.headers == {"Retry-After": "1"} and refused.value.limit == 2
+    run.finish(*first, submit=False)
+    assert run.scheduler.stats().waiting == 0
+    later = run.seq("e", max_new_tokens=3)
+    run.finish(later)
+    assert run.result(later)[0] == spelled(run.model, "e", 3)
+
+
+def test_cancelled_waiting_sequences_leave_the_queue() -> None:
+    run = Run(max_running=1)
+    run.scheduler.max_queued = 2
+    seqs = [run.seq(c, max_new_tokens=3) for c in "ab"]
+    run.scheduler.submit(seqs)
+    run.scheduler.run_once()
+    run.scheduler.cancel([seqs[1]])
+    run.scheduler.run_once()
+    assert run.scheduler.stats().waiting == 0
