@@ -30,6 +30,7 @@ from typing import Any
 import sglang as sgl
 
 from sgflow.adapters.plan import require
+from sgflow.errors import CODES
 from sgflow.execution.endpoints import capabilities_of
 from sgflow.execution.sglang_backend import ebnf_regex
 from sgflow.grammars import safe_regex
@@ -175,6 +176,7 @@ class _Run:
             s += sgl.assistant(sgl.gen(name, max_tokens=step.think.max_tokens, temperature=0))
             ctx["steps"][name] = self._value(s, name, step.id)
             self._account(trace, s.get_meta_info(name))
+            _raise_if_aborted(s.get_meta_info(name), step.id)
             s += sgl.user(step.think.answer_prompt)
         if step.assistant is not None:
             text = self._render(step.assistant, ctx, step.id)
@@ -222,6 +224,7 @@ class _Run:
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = 1
             self._account(trace, s.get_meta_info(step.id))
+            _raise_if_aborted(s.get_meta_info(step.id), step.id)
             return text
         branch = s.fork(1)[0]
         temperature, penalty = gen.temperature, 0.0
@@ -308,6 +311,9 @@ class _Run:
         self, text: str, meta: dict[str, Any], gen: GenOp
     ) -> tuple[Any, list[dict[str, str]]]:
         finish = meta.get("finish_reason") or {}
+        if isinstance(finish, dict) and finish.get("type") == "abort":
+            said = finish.get("message") or finish.get("code") or "no reason given"
+            return None, [{"pointer": "", "message": f"the engine gave up: {said}"}]
         if _truncated(finish):
             return None, [
                 {
@@ -472,6 +478,17 @@ def _assistant_text(value: Any) -> str | None:
 
 def _turn(role: str, text: str) -> Any:
     return {"system": sgl.system, "user": sgl.user, "assistant": sgl.assistant}[role](text)
+
+
+def _raise_if_aborted(meta: dict[str, Any] | None, step: str) -> None:
+    """A free-text generation the engine gave up on (``finish_reason`` ``abort``) is not an
+    answer: the run ends with the engine's code (``engine.error`` when it gave none)."""
+    finish = (meta or {}).get("finish_reason")
+    if isinstance(finish, dict) and finish.get("type") == "abort":
+        code = finish.get("code") if finish.get("code") in CODES else "engine.error"
+        raise RunError(
+            str(code), f"step `{step}`: the engine gave up: {finish.get('message')}", step=step
+        )
 
 
 def _truncated(finish: Any) -> bool:
