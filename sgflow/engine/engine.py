@@ -140,6 +140,7 @@ class Engine:
                         end_ids=end_ids,
                         logit_bias=self._logit_bias(params.logit_bias),
                         seed=params.sampling_seed,
+                        prompt=prompt,
                     ),
                     grammar=grammar,
                     end_ids=end_ids,
@@ -191,6 +192,9 @@ class Engine:
         return self.scheduler.flush()
 
     def close(self) -> None:
-        self.scheduler.stop()
+        stopped = self.scheduler.stop()
         self.grammars.close()
-        self.model.close()
+        if stopped:
+            self.model.close()
+        else:  # freeing the context under a running llama_decode would crash the process
+            log.error("the decode thread is still running; the model is left to the process exit")

@@ -118,6 +118,7 @@ class LlamaModel:
             add_bos=bool(llama.llama_vocab_get_add_bos(self._vocab)),
             eog_ids=eog,
             chat_template=self._meta("tokenizer.chat_template"),
+            architecture=self._meta("general.architecture") or "unknown",
         )
 
     def _kv_bytes_per_token(self) -> int:

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from sgflow.engine.prefix_cache import KVOps
 
-__all__ = ["DecodeFailed", "Model", "ModelInfo", "Part"]
+__all__ = ["DecodeFailed", "Model", "ModelInfo", "Part", "hf_architectures"]
 
 # One sequence's share of a batch: (kv sequence, tokens, position of the first token,
 # offsets within ``tokens`` whose logits are wanted).
@@ -47,6 +47,46 @@ class ModelInfo:
     add_bos: bool
     eog_ids: tuple[int, ...]
     chat_template: str | None
+    architecture: str = "llama"  # the GGUF's general.architecture
+
+
+# GGUF's general.architecture → the Hugging Face class name SGLang reports in
+# /model_info (llama.cpp's convert_hf_to_gguf.py registers each class under its GGUF name;
+# Mistral and several others convert to "llama").
+_HF_CLASSES = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen2moe": "Qwen2MoeForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+    "qwen3moe": "Qwen3MoeForCausalLM",
+    "gemma": "GemmaForCausalLM",
+    "gemma2": "Gemma2ForCausalLM",
+    "gemma3": "Gemma3ForCausalLM",
+    "phi2": "PhiForCausalLM",
+    "phi3": "Phi3ForCausalLM",
+    "falcon": "FalconForCausalLM",
+    "gpt2": "GPT2LMHeadModel",
+    "gptneox": "GPTNeoXForCausalLM",
+    "starcoder2": "Starcoder2ForCausalLM",
+    "stablelm": "StableLmForCausalLM",
+    "olmo": "OlmoForCausalLM",
+    "olmo2": "Olmo2ForCausalLM",
+    "deepseek2": "DeepseekV2ForCausalLM",
+    "granite": "GraniteForCausalLM",
+    "internlm2": "InternLM2ForCausalLM",
+    "command-r": "CohereForCausalLM",
+    "exaone": "ExaoneForCausalLM",
+    "smollm3": "SmolLM3ForCausalLM",
+    "mamba": "MambaForCausalLM",
+    "bloom": "BloomForCausalLM",
+    "mpt": "MPTForCausalLM",
+}
+
+
+def hf_architectures(gguf_architecture: str) -> list[str]:
+    """What ``/model_info`` lists as ``architectures`` for a GGUF: the Hugging Face class
+    where the name is known, else the GGUF's own name (never a guess)."""
+    return [_HF_CLASSES.get(gguf_architecture, gguf_architecture)]
 
 
 class Model(KVOps, Protocol):

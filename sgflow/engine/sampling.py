@@ -55,6 +55,7 @@ class Sampler:
         end_ids: Iterable[int],
         logit_bias: dict[int, float] | None,
         seed: int | None,
+        prompt: Iterable[int] = (),
     ) -> None:
         self.temperature = temperature
         self.top_p = top_p
@@ -69,6 +70,10 @@ class Sampler:
         self.logit_bias = logit_bias or {}
         self.rng = np.random.default_rng(seed)
         self._counts: Counter[int] = Counter()
+        # the repetition penalty covers the prompt and the output, as SGLang's does
+        # (frequency and presence penalties count generated tokens only, as there)
+        self._prompt = np.unique(np.fromiter(prompt, dtype=np.int64))
+        self._seen: npt.NDArray[np.bool_] | None = None
 
     @property
     def greedy(self) -> bool:
@@ -76,6 +81,19 @@ class Sampler:
 
     def observe(self, token: int) -> None:
         self._counts[token] += 1
+        if self._seen is not None and 0 <= token < self._seen.shape[0]:
+            self._seen[token] = True
+
+    def _repeated(self, n_vocab: int) -> npt.NDArray[np.bool_]:
+        """Tokens of the prompt or the output so far, as a mask over the vocabulary."""
+        if self._seen is None or self._seen.shape[0] != n_vocab:
+            seen = np.zeros(n_vocab, dtype=bool)
+            seen[self._prompt[(self._prompt >= 0) & (self._prompt < n_vocab)]] = True
+            for token in self._counts:
+                if 0 <= token < n_vocab:
+                    seen[token] = True
+            self._seen = seen
+        return self._seen
 
     def process(
         self, logits: FloatArray, *, n_generated: int, allowed: BoolArray | None
@@ -85,14 +103,15 @@ class Sampler:
         for token, bias in self.logit_bias.items():
             if 0 <= token < out.shape[0]:
                 out[token] += bias
+        if self.repetition_penalty != 1.0:
+            seen = self._repeated(out.shape[0])
+            vals = out[seen]
+            out[seen] = np.where(
+                vals > 0, vals / self.repetition_penalty, vals * self.repetition_penalty
+            )
         if self._counts:
             ids = np.fromiter(self._counts.keys(), dtype=np.int64)
             counts = np.fromiter(self._counts.values(), dtype=np.float32)
-            if self.repetition_penalty != 1.0:
-                vals = out[ids]
-                out[ids] = np.where(
-                    vals > 0, vals / self.repetition_penalty, vals * self.repetition_penalty
-                )
             if self.frequency_penalty:
                 out[ids] -= self.frequency_penalty * counts
             if self.presence_penalty:

@@ -79,10 +79,14 @@ class Scheduler:
         if not self._ready.wait(timeout=120):
             raise RuntimeError("the engine thread did not start")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the loop after its current batch; True once its thread has ended (False if
+        it is still decoding after ``timeout`` s: then the model must not be freed)."""
         self._stop = True
         self._wake.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()
 
     def check_room(self, n: int = 1) -> None:
         """Raise :class:`Overloaded` (503, ``Retry-After``) unless ``n`` more sequences may
@@ -249,20 +253,63 @@ class Scheduler:
                 owners.append((seq, "prefill"))
                 budget -= len(chunk)
         started = time.perf_counter()
-        rows = self._decode(parts, owners)
-        if rows is None:
+        decoded = sum(1 for _, kind in owners if kind == "decode")
+        if not self._decode(parts, owners):
             return
-        decoded = 0
-        for (seq, kind), part, part_rows in zip(owners, parts, rows, strict=True):
-            if seq.finish is not None:
-                continue
+        elapsed = time.perf_counter() - started
+        if decoded and elapsed > 0:
+            rate = decoded / elapsed
+            self._throughput = rate if not self._throughput else 0.9 * self._throughput + 0.1 * rate
+
+    def _decode(self, parts: list[Part], owners: list[tuple[Sequence, str]]) -> bool:
+        """Decode ``parts`` and take each sequence's result. A failure is its owner's
+        alone: a full KV cache (after evicting idle prefixes) ends the newest part's
+        sequence, any other failure is narrowed down by decoding the parts one by one, and a
+        sequence whose own result cannot be taken ends with ``engine.internal``. False when
+        the batch as a whole did not decode (nothing to measure)."""
+        while True:
+            try:
+                rows = self.model.decode(parts)
+                break
+            except DecodeFailed as exc:
+                if exc.code == 1 and self.cache.evict_one():
+                    continue  # no contiguous KV room: give up an idle cached prefix, retry
+                if exc.code == 1:
+                    victim = owners[-1][0]
+                    log.warning("KV cache exhausted; aborting %s", victim.rid)
+                    self._fail(
+                        victim,
+                        "the engine's KV cache is full; retry later or raise --cache-mb",
+                        code="engine.overloaded",
+                    )
+                elif len(parts) == 1:
+                    log.error("llama_decode failed (code %d) for %s", exc.code, owners[0][0].rid)
+                    self._fail(owners[0][0], f"the model failed to decode ({exc})")
+                else:
+                    for part, owner in zip(parts, owners, strict=True):
+                        self._decode([part], [owner])
+                return False
+        for owner, part, part_rows in zip(owners, parts, rows, strict=True):
+            self._take(owner, part, part_rows)
+        return True
+
+    def _fail(self, seq: Sequence, message: str, *, code: str = "engine.internal") -> None:
+        seq.abort(message, code=code)
+        self._retire(seq, drop_kv=True)
+
+    def _take(self, owner: tuple[Sequence, str], part: Part, part_rows: dict[int, int]) -> None:
+        """One sequence's share of a decoded batch: its KV grew by its tokens; sample its
+        next token or record its prompt's logprobs. What goes wrong here ends only it."""
+        seq, kind = owner
+        if seq.finish is not None:
+            return
+        try:
             tokens = part[1]
             self.cache.extend(seq.slot, tokens)
             seq.n_in_kv += len(tokens)
             if kind == "decode":
-                decoded += 1
                 self._sample(seq, self.model.logits(part_rows[0]))
-                continue
+                return
             last_row = None
             for k, row in sorted(part_rows.items()):
                 pos = part[2] + k
@@ -278,30 +325,10 @@ class Scheduler:
                     self._retire(seq)
                 elif last_row is not None:
                     self._sample(seq, self.model.logits(last_row))
-        elapsed = time.perf_counter() - started
-        if decoded and elapsed > 0:
-            rate = decoded / elapsed
-            self._throughput = rate if not self._throughput else 0.9 * self._throughput + 0.1 * rate
-
-    def _decode(
-        self,
-        parts: list[Part],
-        owners: list[tuple[Sequence, str]],
-    ) -> list[dict[int, int]] | None:
-        while True:
-            try:
-                return self.model.decode(parts)
-            except DecodeFailed as exc:
-                if exc.code == 1 and self.cache.evict_one():
-                    continue  # no contiguous KV room: give up an idle cached prefix, retry
-                victim = owners[-1][0]
-                log.warning("KV cache exhausted; aborting %s", victim.rid)
-                victim.abort(
-                    "the engine's KV cache is full; retry later or raise --cache-mb",
-                    code="engine.overloaded",
-                )
-                self._retire(victim, drop_kv=True)
-                return None
+        except Exception as exc:
+            log.exception("sequence %s failed after its decode", seq.rid)
+            if seq in self._running:
+                self._fail(seq, f"engine error: {exc}")
 
     def _sample(self, seq: Sequence, logits: Any) -> None:
         if seq.first_token_at is None:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from sgflow import __version__
 from sgflow.engine.engine import Engine
 from sgflow.engine.errors import BadRequest, EngineError
+from sgflow.engine.model_api import hf_architectures
 from sgflow.engine.protocol import parse_generate
 from sgflow.engine.sequence import Sequence, Update
 from sgflow.jsonbounds import JsonBoundsError, loads
@@ -70,8 +71,8 @@ def create_app(engine: Engine) -> FastAPI:
             "tokenizer_path": engine.model_path,
             "served_model_name": engine.served_model_name,
             "is_generation": True,
-            "model_type": "llama",
-            "architectures": ["LlamaForCausalLM"],
+            "model_type": engine.model.info.architecture,
+            "architectures": hf_architectures(engine.model.info.architecture),
             "weight_version": "default",
             "preferred_sampling_params": None,
         }

@@ -159,7 +159,15 @@ class _Run:
                 continue
             self.on_event("step.started", {"step": step.id, "branch": branch})
             trace.prompt_chars = len(s.text())
-            value = self._step(s, step, ctx, trace)
+            try:
+                value = self._step(s, step, ctx, trace)
+            except RunError:
+                # the step that ended the run stays in the trace: its attempts, tokens and
+                # validation errors are what a user reads to see why
+                trace.status = "failed"
+                trace.latency_s = round(trace.latency_s, 4)
+                self.trace.append(trace)
+                raise
             ctx["steps"][step.id] = value
             self._finish(trace, value, text=_assistant_text(value))
 

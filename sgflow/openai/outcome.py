@@ -301,7 +301,11 @@ def final_choices(
         return choices, fold.usage
     error = error or {"code": "run.failed", "message": "the run failed"}
     if status == "failed" and error.get("code") == "output.truncated" and plan.mode != "program":
-        return _truncated(plan, fold), (fold.usage if fold is not None else Usage())
+        if record is not None and record.usage:
+            usage = Usage.of(record.usage)  # the cut-off attempts count, as OpenAI bills them
+        else:
+            usage = fold.usage if fold is not None else Usage()
+        return _truncated(plan, fold), usage
     raise SgflowError.from_dict(error, run=run_id)
 
 

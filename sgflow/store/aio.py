@@ -340,6 +340,26 @@ class AsyncFileStore:
     async def delete(self, tenant: str, file_id: str) -> bool:
         return await self._run(files.delete_file(self.keys, tenant, file_id))
 
+    async def list(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        newest_first: bool = True,
+        after: str | None = None,
+        purpose: str | None = None,
+    ) -> tuple[list[StoredFile], bool] | None:
+        return await self._run(
+            files.list_files(
+                self.keys,
+                tenant,
+                limit=limit,
+                newest_first=newest_first,
+                after=after,
+                purpose=purpose,
+            )
+        )
+
     async def put_batch_facts(self, batch_id: str, **fields: Any) -> None:
         await self._run(files.put_batch_facts(self.keys, batch_id, **fields))
 

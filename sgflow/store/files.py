@@ -5,6 +5,9 @@ Keys (under the store's prefix):
 - ``tenant:<t>:file:<id>``: a hash ``id, filename, purpose, bytes, created_at, content``
   (the text of the file: batch files are JSONL, so UTF-8). A file is found only under its
   tenant, so another tenant's file is indistinguishable from a missing one.
+- ``tenant:<t>:files``: a sorted set of the tenant's file ids by ``created_at`` (what
+  ``GET /v1/files`` pages through). A file that expired leaves its id behind; listing skips
+  it and drops it.
 - ``batch:<id>:openai``: what an OpenAI batch adds to sgflow's batch of the same id
   (:mod:`sgflow.store.batches`): ``endpoint, input_file_id, completion_window, metadata``
   (JSON), ``input`` (a copy of the input file, so the answers can be built after the file is
@@ -21,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sgflow.store.ops import Op, call
+from sgflow.store.ops import Op, Pipe, call
 from sgflow.store.records import Keys, as_str
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "delete_file",
     "file_content",
     "get_file",
+    "list_files",
     "put_batch_facts",
     "put_file",
     "release_results",
@@ -70,6 +74,10 @@ def _file_key(keys: Keys, tenant: str, file_id: str) -> str:
     return f"{keys.prefix}tenant:{tenant}:file:{file_id}"
 
 
+def _index_key(keys: Keys, tenant: str) -> str:
+    return f"{keys.prefix}tenant:{tenant}:files"
+
+
 def _facts_key(keys: Keys, batch_id: str) -> str:
     return f"{keys.prefix}batch:{batch_id}:openai"
 
@@ -95,6 +103,7 @@ def put_file(
     yield call("hset", key, mapping=dict[Any, Any](fields))
     if ttl_s is not None:
         yield call("expire", key, ttl_s)
+    yield call("zadd", _index_key(keys, tenant), {stored.id: stored.created_at})
 
 
 def get_file(keys: Keys, tenant: str, file_id: str) -> Op[StoredFile | None]:
@@ -115,7 +124,54 @@ def file_content(keys: Keys, tenant: str, file_id: str) -> Op[str | None]:
 def delete_file(keys: Keys, tenant: str, file_id: str) -> Op[bool]:
     """Delete ``tenant``'s file; False when there was none."""
     n = yield call("delete", _file_key(keys, tenant, file_id))
+    yield call("zrem", _index_key(keys, tenant), file_id)
     return bool(n)
+
+
+def list_files(
+    keys: Keys,
+    tenant: str,
+    *,
+    limit: int,
+    newest_first: bool = True,
+    after: str | None = None,
+    purpose: str | None = None,
+) -> Op[tuple[list[StoredFile], bool] | None]:
+    """Up to ``limit`` of ``tenant``'s files in creation order (newest first unless told),
+    starting after the file ``after``, only those of ``purpose`` if given; and whether more
+    follow. None when ``after`` is not one of the tenant's files."""
+    index = _index_key(keys, tenant)
+    start = 0
+    if after is not None:
+        rank = yield call("zrevrank" if newest_first else "zrank", index, after)
+        if rank is None:
+            return None
+        start = int(rank) + 1
+    found: list[StoredFile] = []
+    gone: list[str] = []
+    page = max(limit, 100)
+    while True:
+        rng = "zrevrange" if newest_first else "zrange"
+        ids = [as_str(x) for x in (yield call(rng, index, start, start + page - 1))]
+        if not ids:
+            break
+        metas = yield Pipe([call("hmget", _file_key(keys, tenant, i), list(_META)) for i in ids])
+        for file_id, raw in zip(ids, metas, strict=True):
+            if raw is None or raw[0] is None:
+                gone.append(file_id)
+                continue
+            v = [as_str(x) for x in raw]
+            stored = StoredFile(v[0], v[1], v[2], int(v[3]), float(v[4]))
+            if purpose is None or stored.purpose == purpose:
+                found.append(stored)
+            if len(found) > limit:
+                break
+        if len(found) > limit or len(ids) < page:
+            break
+        start += page
+    if gone:
+        yield call("zrem", index, *gone)
+    return found[:limit], len(found) > limit
 
 
 def put_batch_facts(

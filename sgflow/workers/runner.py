@@ -289,7 +289,14 @@ class Runner:
             )
         error = result.error or RunError("run.failed", "no error recorded").to_dict()
         status = "cancelled" if error.get("code") == "run.cancelled" else "failed"
-        return self._finish(attempt, status, error=error)
+        # no output, but what the run did until it ended: its steps, trace and tokens
+        partial = {
+            "output": None,
+            "steps": result.steps,
+            "trace": [vars(t) for t in result.trace],
+            "usage": result.usage,
+        }
+        return self._finish(attempt, status, output=partial, error=error)
 
     def _finish(
         self, attempt: _Attempt, status: str, *, output: Any = None, error: Any = None

@@ -57,6 +57,20 @@ def test_penalties_lower_repeated_tokens() -> None:
     assert r.process(LOGITS, n_generated=1, allowed=None)[0] == pytest.approx(2.5)
 
 
+def test_the_repetition_penalty_counts_the_prompt_and_the_others_only_the_output() -> None:
+    # SGLang's semantics: repetition over prompt and output; frequency/presence over output
+    r = sampler(repetition_penalty=2.0, end_ids=[], prompt=[0, 0, 3])
+    processed = r.process(LOGITS, n_generated=0, allowed=None)
+    assert processed.tolist() == pytest.approx([2.5, 1.0, 3.0, 1.0])
+    r.observe(2)
+    processed = r.process(LOGITS, n_generated=1, allowed=None)
+    assert processed.tolist() == pytest.approx([2.5, 1.0, 1.5, 1.0])
+    negative = sampler(repetition_penalty=2.0, end_ids=[], prompt=[1])
+    assert negative.process(-LOGITS, n_generated=0, allowed=None)[1] == pytest.approx(-2.0)
+    f = sampler(frequency_penalty=1.0, presence_penalty=0.5, end_ids=[], prompt=[0, 0])
+    assert f.process(LOGITS, n_generated=0, allowed=None).tolist() == LOGITS.tolist()
+
+
 def test_logit_bias_is_added() -> None:
     s = sampler(logit_bias={1: 10.0})
     assert s.choose(s.process(LOGITS, n_generated=0, allowed=None)) == 1

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import xgrammar as xgr
 
 from sgflow.engine.constraints import GrammarState
 from sgflow.engine.errors import Overloaded
-from sgflow.engine.model_api import Model
+from sgflow.engine.model_api import Model, Part
 from sgflow.engine.protocol import SamplingParams, SeqSpec
 from sgflow.engine.sampling import Sampler
 from sgflow.engine.scheduler import Scheduler
@@ -174,6 +175,20 @@ def test_the_fake_fails_a_decode_like_llama_cpp_when_cells_run_out() -> None:
     assert model.history(1) == [1, 2, 3, 9]
 
 
+def test_a_seed_reproduces_its_samples_whatever_runs_beside_it() -> None:
+    run = Run()
+    seeded = {"max_new_tokens": 12, "temperature": 1.0, "sampling_seed": 42}
+    alone = run.seq("abc", **seeded)
+    run.finish(alone)
+    beside = run.seq("hello", max_new_tokens=30, temperature=1.0)
+    again = run.seq("abc", **seeded)
+    other = run.seq("abc", **{**seeded, "sampling_seed": 43})
+    run.finish(beside, again, other)
+    assert run.result(again) == run.result(alone)
+    assert run.result(other)[0] != run.result(alone)[0]
+    assert run.result(alone)[0] != spelled(run.model, "c", 12), "sampled, not greedy"
+
+
 # -- a grammar's end ------------------------------------------------------------------------
 
 GRAMMAR_ENDS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
@@ -256,3 +271,68 @@ def test_cancelled_waiting_sequences_leave_the_queue() -> None:
     run.scheduler.cancel([seqs[1]])
     run.scheduler.run_once()
     assert run.scheduler.stats().waiting == 0
+
+
+# -- one sequence's failure is its own ------------------------------------------------------
+
+
+def test_a_decode_failure_ends_only_the_sequence_whose_part_fails() -> None:
+    model = FakeModel()
+    poison = model.tokenize("Z")[0]
+
+    def fail(parts: list[Part]) -> int:  # llama_decode's -1 whenever Z's prompt is in the batch
+        return -1 if any(poison in tokens for _, tokens, _, _ in parts) else 0
+
+    model.fail = fail
+    run = Run(model)
+    good = run.seq("a", max_new_tokens=6)
+    bad = run.seq("Z", max_new_tokens=6)
+    later = run.seq("c", max_new_tokens=4)
+    run.finish(good, bad)
+    run.finish(later)
+    assert run.result(good) == (spelled(model, "a", 6), {"type": "length", "length": 6})
+    text, finish = run.result(bad)
+    assert text == "" and finish["type"] == "abort" and finish["code"] == "engine.internal"
+    assert "failed to decode" in finish["message"]
+    assert run.result(later)[0] == spelled(model, "c", 4)
+    assert run.scheduler.stats().running == 0
+
+
+def test_an_error_taking_one_result_ends_only_that_sequence() -> None:
+    run = Run()
+    good = run.seq("a", max_new_tokens=5)
+    bad = run.seq("b", max_new_tokens=5)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a sampler bug")
+
+    bad.sampler.process = broken  # type: ignore[method-assign]
+    run.finish(good, bad)
+    assert run.result(good) == (spelled(run.model, "a", 5), {"type": "length", "length": 5})
+    finish = run.result(bad)[1]
+    assert finish["code"] == "engine.internal" and "a sampler bug" in finish["message"]
+    assert run.model.used_cells() == len(run.model.tokenize("a")) + 4  # bad's KV was dropped
+
+
+def test_stop_reports_a_loop_still_decoding_so_the_model_is_not_freed_under_it() -> None:
+    entered, release = threading.Event(), threading.Event()
+    model = FakeModel()
+
+    def hold(parts: list[Part]) -> int:
+        if any(
+            len(tokens) == 1 and tokens[0] == model.tokenize("q")[0] for _, tokens, _, _ in parts
+        ):
+            entered.set()
+            release.wait()
+        return 0
+
+    model.fail = hold
+    scheduler = Scheduler(model, max_running=2)
+    scheduler.start()
+    run = Run(model)
+    seq = run.seq("q", max_new_tokens=2)
+    scheduler.submit([seq])
+    assert entered.wait(timeout=60), "the decode of q never started"
+    assert scheduler.stop(timeout=0.05) is False  # held inside decode: still running
+    release.set()
+    assert scheduler.stop() is True

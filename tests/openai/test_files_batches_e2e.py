@@ -84,6 +84,31 @@ def test_a_file_round_trips_and_another_tenant_cannot_see_it(
         sdk.files.retrieve(created.id)
 
 
+def test_files_list_newest_first_page_by_page_per_tenant(sdk: openai.OpenAI, stack: Stack) -> None:
+    made = [
+        sdk.files.create(file=(f"list-{i}.jsonl", io.BytesIO(b"{}\n")), purpose="batch").id
+        for i in range(3)
+    ]
+    listed = [f.id for f in sdk.files.list(limit=2)]  # the SDK follows `after` page by page
+    assert len(listed) == len(set(listed))
+    assert [i for i in listed if i in made] == made[::-1]
+    first = sdk.files.list(limit=2)
+    assert len(first.data) == 2 and first.has_more
+    oldest_first = [f.id for f in sdk.files.list(order="asc")]
+    assert [i for i in oldest_first if i in made] == made
+    assert not [f for f in sdk.files.list(purpose="batch_output") if f.id in made]
+    with sdk_for(stack, stack.globex_key) as globex:
+        assert not [f for f in globex.files.list() if f.id in made]
+    sdk.files.delete(made[1])
+    assert [f.id for f in sdk.files.list() if f.id in made] == [made[2], made[0]]
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.files.list(limit=0)
+    assert info.value.param == "limit"
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.files.list(after=made[1])  # deleted: not a cursor any more
+    assert info.value.param == "after"
+
+
 def test_a_file_that_is_not_utf8_or_has_no_batch_purpose_is_a_bad_request(
     sdk: openai.OpenAI,
 ) -> None:

@@ -144,6 +144,12 @@ def test_a_cut_off_structured_answer_is_a_length_finish_not_json(
     run = run_of(stack, completion.run_id)  # type: ignore[attr-defined]
     assert run["status"] == "failed"
     assert isinstance(run["error"], dict) and run["error"]["code"] == "output.truncated"
+    # the cut-off tokens were generated: they are counted, in the answer and in the run
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens >= 3
+    assert run["usage"]["completion_tokens"] == usage.completion_tokens
+    failed = run["trace"][-1]
+    assert failed["status"] == "failed" and failed["finish_reason"]["type"] == "length"
 
 
 def test_a_stream_arrives_while_its_run_generates_and_closing_it_cancels_the_run(

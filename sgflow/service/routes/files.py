@@ -1,7 +1,8 @@
 """OpenAI's ``/v1/files``: upload a batch input file, read its object and content, delete it.
 
 ``POST /v1/files`` takes ``multipart/form-data`` (``file``, ``purpose: batch``), as the SDK's
-``client.files.create(file=…, purpose="batch")`` sends it; the file is stored in Redis under
+``client.files.create(file=…, purpose="batch")`` sends it, and ``GET /v1/files`` pages
+through the caller's files as ``client.files.list()`` does; the file is stored in Redis under
 the caller's tenant (:mod:`sgflow.store.files`), at most ``max_file_bytes`` (413
 ``limit.file_size``; the body-size middleware gives this path that limit plus the form's
 overhead). Batch files are JSONL, so the content must be UTF-8. Result files of OpenAI
@@ -108,6 +109,63 @@ async def create_file(
     )
     await files.put(tenant.name, stored, content)
     return _object(stored)
+
+
+MAX_LIST = 10_000  # OpenAI's own ceiling for `limit`
+
+
+def _list_limit(raw: str | None) -> int:
+    if raw is None:
+        return MAX_LIST
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise ApiError(
+            422,
+            "request.invalid",
+            f"`limit` must be an integer from 1 to {MAX_LIST}, not {raw[:40]!r}",
+            field="query:limit",
+            limit=MAX_LIST,
+        )
+    return limit
+
+
+@router.get("", summary="The caller's files (OpenAI)")
+async def list_files(
+    request: Request,
+    tenant: TenantDep,
+    files: FileStoreDep,
+    purpose: str | None = None,
+    limit: str | None = None,
+    order: str = "desc",
+    after: str | None = None,
+) -> dict[str, Any]:
+    """OpenAI's cursor page: ``data`` in creation order (``order``: ``desc``, the default,
+    or ``asc``), at most ``limit`` (1 to 10,000, default 10,000) after the file ``after``,
+    only ``purpose`` if given (``batch``, ``batch_output``); ``first_id``, ``last_id`` and
+    ``has_more`` as the SDK's paginator reads them."""
+    request.state.openai_errors = True
+    size = _list_limit(limit)
+    if order not in ("asc", "desc"):
+        raise ApiError(422, "request.invalid", "`order` must be asc or desc", field="query:order")
+    if after is not None and len(after) > 64:
+        raise file_not_found(after)
+    listed = await files.list(
+        tenant.name, limit=size, newest_first=order == "desc", after=after, purpose=purpose
+    )
+    if listed is None:
+        raise ApiError(422, "request.invalid", f"there is no file {after}", field="query:after")
+    found, has_more = listed
+    data = [_object(f) for f in found]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
 
 
 @router.get("/{file_id}", summary="A file's object (OpenAI)")
