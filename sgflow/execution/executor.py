@@ -51,7 +51,7 @@ DELTA_INTERVAL_S = 0.25
 @dataclass
 class StepTrace:
     step: str
-    status: str = "ok"  # ok | skipped | failed
+    status: str = "ok"  # ok | skipped | resumed | failed | cancelled (the last two end the run)
     branch: int | None = None
     constraint: str = "free"
     prompt_chars: int = 0
@@ -161,10 +161,10 @@ class _Run:
             trace.prompt_chars = len(s.text())
             try:
                 value = self._step(s, step, ctx, trace)
-            except RunError:
+            except RunError as exc:
                 # the step that ended the run stays in the trace: its attempts, tokens and
                 # validation errors are what a user reads to see why
-                trace.status = "failed"
+                trace.status = "cancelled" if exc.code == "run.cancelled" else "failed"
                 trace.latency_s = round(trace.latency_s, 4)
                 self.trace.append(trace)
                 raise
