@@ -2,8 +2,7 @@
 worker + embedded engine with SmolLM2-135M): LangChain's ``ChatOpenAI(...)
 .with_structured_output(...)``. Structure and validity only, never what the tiny model knows.
 
-Instructor is not tested: instructor 1.17.0 pins ``jiter<0.15`` and ``rich<15``, so installing
-it downgrades ``openai`` (3.57 -> 3.3) under the project's own pin."""
+Instructor runs in a venv of its own: tests/openai/test_instructor_e2e.py."""
 
 from __future__ import annotations
 
