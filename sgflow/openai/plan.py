@@ -24,9 +24,12 @@ does; this module writes that program. Its shape::
   branches that finished, and the others as ``length`` when the failure was a cut-off.
 - Streaming and repair: a JSON answer whose every keyword the grammar enforces while
   decoding cannot be invalid, only cut off at ``max_tokens``; such a plan is ``live``: its
-  text is streamed as it is generated and the program gets ``max_attempts: 1``, so a cut-off
-  ends the choice with ``finish_reason: length`` (OpenAI's behaviour) instead of a retry the
-  client could not tell from the text it already has. When some keyword is only validated
+  text is streamed as it is generated and, when the request streams, the program gets
+  ``max_attempts: 1``, so a cut-off ends the choice with ``finish_reason: length`` (OpenAI's
+  behaviour) instead of a retry the client could not tell from the text it already has. A
+  request that does not stream sees only the final answer, so a cut-off is first generated
+  again (the executor's fresh, sampled attempt penalising repetition: a small model looping
+  in an unbounded string usually escapes it), up to ``max_attempts``, then ``length``. When some keyword is only validated
   afterwards (``uniqueItems``, impossible dates…) an attempt may be rejected and repaired,
   so the plan is not live: constrained steps are sent only once they validated (the normal
   ``max_attempts``, default 3). Worded text answers are never retried and always stream.
@@ -121,6 +124,17 @@ class Plan:
     def run_body(self) -> dict[str, Any]:
         """The body of the run to submit (``POST /v1/runs``'s ``program`` and ``inputs``)."""
         return {"program": self.program, "inputs": self.inputs}
+
+    def compiled_schemas(self) -> list[tuple[dict[str, Any], str]]:
+        """The JSON Schemas the engine will compile for this answer, each with the request
+        field it comes from (what a schema that does not compile is blamed on)."""
+        out = []
+        if self.inputs.get("answer_schema"):
+            where = "/response_format" if self.endpoint == "chat" else "/text/format"
+            out.append((self.inputs["answer_schema"], where))
+        if self.inputs.get("calls_schema"):
+            out.append((self.inputs["calls_schema"], "/tools"))
+        return out
 
     @property
     def answer_is_json(self) -> bool:
@@ -280,7 +294,10 @@ def _program(
     else:
         body = [{"id": FORK_STEP, "fork": {"n": conv.n, "as": "index", "steps": steps}}]
         output = "{{ steps.%s }}" % FORK_STEP  # noqa: UP031
-    attempts = 1 if live else options.max_attempts
+    # a streamed live answer is the text the client already has: never generated twice; an
+    # answer the client has not seen yet may be, after a cut-off (a fresh, sampled attempt
+    # penalising repetition) or an invalid value, as any program step is
+    attempts = 1 if live and conv.stream else options.max_attempts
     gens = sum(1 for s in steps if "gen" in s)
     program: dict[str, Any] = {
         "program": PROGRAM_NAME,

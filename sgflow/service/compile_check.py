@@ -1,4 +1,4 @@
-"""The API's vocabulary-level check of ``/v1/extract`` schemas.
+"""The API's vocabulary-level check of the schemas of ``/v1/extract`` and the OpenAI routes.
 
 A schema can pass every static check (valid, bounded, every keyword enforceable) and still
 take minutes to compile against the model's 49k tokens; only the engine would find out, after
@@ -13,10 +13,12 @@ the check off) and keeps verdicts by content, so a schema is compiled here once 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -28,6 +30,8 @@ from sgflow.settings import Settings
 __all__ = ["VocabularyCheck"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class VocabularyCheck:
@@ -100,6 +104,32 @@ class VocabularyCheck:
         except Exception:  # the check itself broke (a child could not start): the engine
             log.exception("schema check skipped")  # still decides; never a 500 for this
             return
+
+    async def beside(
+        self,
+        schemas: Sequence[tuple[dict[str, Any], str]],
+        submit: Callable[[], Awaitable[T]],
+        cancel: Callable[[T], Awaitable[str]],
+    ) -> T:
+        """Run ``submit()`` while ``schemas`` (``(schema, field)`` pairs) compile. If one does
+        not compile, ``cancel(submitted)`` (which returns the run id) and raise its error
+        with ``run`` set: a schema that compiles costs no latency."""
+        compiling = asyncio.create_task(self._check_all(schemas))
+        try:
+            submitted = await submit()
+        except BaseException:
+            compiling.cancel()
+            raise
+        try:
+            await compiling
+        except SgflowError as refused:
+            refused.extra["run"] = await cancel(submitted)
+            raise
+        return submitted
+
+    async def _check_all(self, schemas: Sequence[tuple[dict[str, Any], str]]) -> None:
+        for schema, field in schemas:
+            await self.check(schema, field)
 
     def close(self) -> None:
         with self._lock:

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_DEADLINE_S",
     "RunSubmitter",
     "Submitted",
+    "cancel_submitted",
     "idempotency_conflict",
     "run_view",
     "too_many_runs",
@@ -225,6 +226,12 @@ def _checked(program: Program, inputs: dict[str, Any]) -> tuple[str, dict[str, A
             },
         )
     return program_hash(program), program.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+async def cancel_submitted(store: AsyncRunStore, submitted: Submitted) -> str:
+    """Cancel a run just submitted (a check beside it refused the request); its id."""
+    await store.request_cancel(submitted.run.id)
+    return submitted.run.id
 
 
 def too_many_runs(exc: ActiveRunLimit) -> SgflowError:

@@ -367,11 +367,13 @@ def test_a_non_strict_schema_may_use_what_sgflow_enforces_and_says_what_is_check
     assert plan.program["policy"]["max_attempts"] == 3  # type: ignore[index]
 
 
-def test_a_live_plan_is_not_retried_so_a_cut_off_ends_the_choice() -> None:
-    plan = chat(
-        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}
-    )
+def test_a_streamed_live_plan_is_not_retried_so_a_cut_off_ends_the_choice() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}}
+    plan = chat(response_format=fmt, stream=True)
     assert plan.live and plan.program["policy"]["max_attempts"] == 1  # type: ignore[index]
+    # not streamed, nobody has seen the cut-off text: it is generated again first
+    unstreamed = chat(response_format=fmt)
+    assert unstreamed.live and unstreamed.program["policy"]["max_attempts"] == 3  # type: ignore[index]
 
 
 # -- tools --------------------------------------------------------------------------------------

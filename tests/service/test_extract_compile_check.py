@@ -1,6 +1,7 @@
-"""``/v1/extract`` compiles the schema against the model's vocabulary beside the run: a schema
-that passes every static check but does not compile in time is a 422 naming it, and its run
-is cancelled (no worker is needed: the run never has to start)."""
+"""``/v1/extract`` and the OpenAI routes compile the schema against the model's vocabulary
+beside the run: a schema that passes every static check but does not compile in time is a
+422 (400 in OpenAI's shape) naming it, and its run is cancelled (no worker is needed: the run
+never has to start)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from collections.abc import Iterator
 
 import httpx
+import openai
 import pytest
 import redis
 
@@ -52,3 +54,30 @@ def test_a_schema_that_compiles_is_queued_as_before(client: httpx.Client) -> Non
     r = client.post("/v1/extract", json={"schema": schema, "text": "Ada", "timeout_s": 0})
     assert r.status_code == 202, r.text
     assert r.json()["status"] == "queued"
+
+
+def test_an_openai_answer_schema_that_does_not_compile_is_refused_the_same_way(
+    client: httpx.Client,
+) -> None:
+    schema = json.loads(SNOWPLOW.read_text())
+    sdk = openai.OpenAI(
+        base_url=str(client.base_url.join("/v1")),
+        api_key=client.headers["Authorization"].removeprefix("Bearer "),
+        max_retries=0,
+    )
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "an event"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "event", "schema": schema, "strict": False},
+            },
+        )
+    body = info.value.body
+    assert isinstance(body, dict), body
+    assert (
+        body["sgflow_code"] == "grammar.compile_timeout" and info.value.param == "response_format"
+    )
+    run = client.get(f"/v1/runs/{body['run']}").json()  # the run queued meanwhile
+    assert run["status"] == "cancelled"

@@ -11,9 +11,8 @@ The body is JSON whatever its Content-Type, read like every other body
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from sgflow.service.deps import JsonBodyDep, TenantDep, validate_body
 from sgflow.service.errors import ApiError
 from sgflow.service.offload import run_cpu
 from sgflow.service.routes.runs import HubDep, RunStoreDep, SubmitterDep
-from sgflow.service.runs import run_view
+from sgflow.service.runs import cancel_submitted, run_view
 
 __all__ = ["router"]
 
@@ -168,19 +167,12 @@ async def extract(
         await run_cpu(_check_examples, req)
         inputs["examples"] = [e.model_dump() for e in req.examples]
     # compiled against the vocabulary beside the run (a schema that compiles costs nothing)
-    compiling = asyncio.create_task(request.app.state.vocabulary_check.check(req.schema_))
-    try:
-        submitted = await submitter.submit(tenant, {"program": extract_program(), "inputs": inputs})
-    except BaseException:
-        compiling.cancel()
-        raise
+    submitted = await request.app.state.vocabulary_check.beside(
+        [(req.schema_, "/schema")],
+        lambda: submitter.submit(tenant, {"program": extract_program(), "inputs": inputs}),
+        partial(cancel_submitted, store),
+    )
     run = submitted.run
-    try:
-        await compiling
-    except SgflowError as refused:
-        await store.request_cancel(run.id)
-        refused.extra["run"] = run.id
-        raise
     if not run.finished and req.timeout_s > 0:
         async with hub.subscribe(run.id) as events:
             with anyio.move_on_after(req.timeout_s), contextlib.suppress(StopAsyncIteration):

@@ -60,11 +60,12 @@ from sgflow.openai import (
 )
 from sgflow.openai.model_list import model_object
 from sgflow.service.auth import Tenant
+from sgflow.service.compile_check import VocabularyCheck
 from sgflow.service.deps import JsonBodyDep, ProgramStoreDep, TenantDep, resolve_program_ref
 from sgflow.service.events import EventHub
 from sgflow.service.offload import run_cpu
 from sgflow.service.routes.runs import HubDep, RunStoreDep, SubmitterDep
-from sgflow.service.runs import RunSubmitter, run_view
+from sgflow.service.runs import RunSubmitter, cancel_submitted, run_view
 from sgflow.settings import Settings
 from sgflow.store import AsyncProgramStore, AsyncRunStore, Run
 
@@ -153,8 +154,14 @@ async def _answer(
     submitter: RunSubmitter,
     store: AsyncRunStore,
     hub: EventHub,
+    vocabulary_check: VocabularyCheck,
 ) -> Response:
-    submitted = await submitter.submit(tenant, {**plan.run_body(), "deadline_s": ANSWER_DEADLINE_S})
+    # the schemas compile against the vocabulary beside the run, as /v1/extract's do
+    submitted = await vocabulary_check.beside(
+        plan.compiled_schemas(),
+        lambda: submitter.submit(tenant, {**plan.run_body(), "deadline_s": ANSWER_DEADLINE_S}),
+        partial(cancel_submitted, store),
+    )
     run = submitted.run
     headers = answer_headers(plan, run.id)
     if plan.stream:
@@ -217,14 +224,23 @@ async def _openai_call(
     submitter: RunSubmitter,
     store: AsyncRunStore,
     hub: EventHub,
+    vocabulary_check: VocabularyCheck,
 ) -> Response:
     req = await run_cpu(parse, body.data)
     plan = await plan_request(req, tenant, programs)
-    return await _answer(plan, tenant=tenant, submitter=submitter, store=store, hub=hub)
+    return await _answer(
+        plan,
+        tenant=tenant,
+        submitter=submitter,
+        store=store,
+        hub=hub,
+        vocabulary_check=vocabulary_check,
+    )
 
 
 @router.post("/chat/completions", summary="OpenAI chat completions (a queued run)")
 async def chat_completions(
+    request: Request,
     tenant: TenantDep,  # first: an unauthenticated caller gets 401 whatever the body
     body: JsonBodyDep,
     programs: ProgramStoreDep,
@@ -237,11 +253,21 @@ async def chat_completions(
     (``stream_options.include_usage`` adds the usage chunk). ``response_format`` and strict
     tools are generated under their schema. 400 in OpenAI's error shape for what cannot be
     honoured, naming the ``param``; ``model: program:NAME@V`` runs a stored program."""
-    return await _openai_call(parse_chat_request, body, tenant, programs, submitter, store, hub)
+    return await _openai_call(
+        parse_chat_request,
+        body,
+        tenant,
+        programs,
+        submitter,
+        store,
+        hub,
+        request.app.state.vocabulary_check,
+    )
 
 
 @router.post("/responses", summary="OpenAI Responses (a queued run)")
 async def responses(
+    request: Request,
     tenant: TenantDep,  # first: an unauthenticated caller gets 401 whatever the body
     body: JsonBodyDep,
     programs: ProgramStoreDep,
@@ -253,7 +279,14 @@ async def responses(
     typed events (``response.created`` … ``response.completed``). ``text.format``
     ``json_schema`` answers are generated under the schema (``responses.parse`` works)."""
     return await _openai_call(
-        parse_responses_request, body, tenant, programs, submitter, store, hub
+        parse_responses_request,
+        body,
+        tenant,
+        programs,
+        submitter,
+        store,
+        hub,
+        request.app.state.vocabulary_check,
     )
 
 
