@@ -70,6 +70,7 @@ __all__ = [
     "COMPLETION_WINDOW_S",
     "MAX_REQUESTS",
     "create_openai_batch",
+    "openai_batch_object",
     "openai_batch_view",
     "write_results",
 ]
@@ -243,8 +244,14 @@ async def openai_batch_view(
             # after this answer (``finalizing`` until then)
             await asyncio.wait([task], timeout=RESULTS_WAIT_S)
         facts = await files.batch_facts(record.id) or facts
-        if not facts.results_written:
-            view["status"] = "finalizing"
+    return openai_batch_object(view, facts)
+
+
+def openai_batch_object(view: dict[str, Any], facts: OpenAIBatchFacts) -> dict[str, Any]:
+    """OpenAI's ``Batch`` from sgflow's view of the batch and its OpenAI facts, as they are
+    (``finalizing`` while the result files are not written; listing writes none)."""
+    if view["status"] in _FINAL and not facts.results_written:
+        view = {**view, "status": "finalizing"}
     return batch_object(
         view,
         endpoint=facts.endpoint,

@@ -197,6 +197,16 @@ def test_a_chat_batch_runs_and_its_output_file_answers_every_line(
     assert validation_errors(json.loads(structured), VERDICT_SCHEMA) == []
     # read again: the same files (written once)
     assert sdk.batches.retrieve(batch.id).output_file_id == batch.output_file_id
+    # listed in OpenAI's shape, as the SDK's paginator reads it (strict validation on)
+    listed = {b.id: b for b in sdk.batches.list(limit=1)}
+    assert batch.id in listed, "the paginator follows last_id past the first page"
+    mine = listed[batch.id]
+    assert (mine.object, mine.endpoint, mine.input_file_id) == (
+        "batch",
+        "/v1/chat/completions",
+        uploaded.id,
+    )
+    assert mine.status == "completed" and mine.output_file_id == batch.output_file_id
 
 
 def test_a_cancelled_batch_ends_cancelled_with_an_error_file(

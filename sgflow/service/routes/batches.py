@@ -30,7 +30,11 @@ from sgflow.service.deps import (
 from sgflow.service.errors import ApiError, json_refused, malformed_json
 from sgflow.service.middleware import NDJSON_TYPES
 from sgflow.service.offload import run_cpu
-from sgflow.service.openai_batches import create_openai_batch, openai_batch_view
+from sgflow.service.openai_batches import (
+    create_openai_batch,
+    openai_batch_object,
+    openai_batch_view,
+)
 from sgflow.service.routes.files import FileStoreDep
 from sgflow.service.routes.runs import RunStoreDep, SubmitterDep
 from sgflow.settings import Settings
@@ -286,17 +290,26 @@ async def cancel(
 async def list_batches(
     tenant: TenantDep,
     batches: BatchStoreDep,
+    files: FileStoreDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
+    """Each batch in the shape it was made in: OpenAI's ``Batch`` for one made from an
+    ``input_file_id`` (as ``client.batches.list()`` reads it), sgflow's view for the others;
+    ``first_id``/``last_id`` for OpenAI's paginator."""
     listed = await batches.list_batches(tenant.name, limit=limit, after=after)
     if listed is None:
         raise ApiError(422, "request.invalid", f"there is no batch {after}", field="query:after")
     records, has_more = listed
-    data = [batch_view(*await batches.refresh(r)) for r in records]
+    data = []
+    for record in records:
+        view = batch_view(*await batches.refresh(record))
+        facts = await files.batch_facts(record.id)
+        data.append(view if facts is None else openai_batch_object(view, facts))
     return {
         "object": "list",
         "data": data,
-        "has_more": has_more,
+        "first_id": data[0]["id"] if data else None,
         "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
     }

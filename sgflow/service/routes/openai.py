@@ -218,13 +218,13 @@ async def _stream(plan: Plan, run: Run, store: AsyncRunStore, hub: EventHub) -> 
 
 async def _openai_call(
     parse: Callable[[Any], ChatRequest | ResponsesRequest],
+    request: Request,
     body: JsonBodyDep,
     tenant: Tenant,
     programs: AsyncProgramStore,
     submitter: RunSubmitter,
     store: AsyncRunStore,
     hub: EventHub,
-    vocabulary_check: VocabularyCheck,
 ) -> Response:
     req = await run_cpu(parse, body.data)
     plan = await plan_request(req, tenant, programs)
@@ -234,7 +234,7 @@ async def _openai_call(
         submitter=submitter,
         store=store,
         hub=hub,
-        vocabulary_check=vocabulary_check,
+        vocabulary_check=request.app.state.vocabulary_check,
     )
 
 
@@ -254,14 +254,7 @@ async def chat_completions(
     tools are generated under their schema. 400 in OpenAI's error shape for what cannot be
     honoured, naming the ``param``; ``model: program:NAME@V`` runs a stored program."""
     return await _openai_call(
-        parse_chat_request,
-        body,
-        tenant,
-        programs,
-        submitter,
-        store,
-        hub,
-        request.app.state.vocabulary_check,
+        parse_chat_request, request, body, tenant, programs, submitter, store, hub
     )
 
 
@@ -279,14 +272,7 @@ async def responses(
     typed events (``response.created`` … ``response.completed``). ``text.format``
     ``json_schema`` answers are generated under the schema (``responses.parse`` works)."""
     return await _openai_call(
-        parse_responses_request,
-        body,
-        tenant,
-        programs,
-        submitter,
-        store,
-        hub,
-        request.app.state.vocabulary_check,
+        parse_responses_request, request, body, tenant, programs, submitter, store, hub
     )
 
 
