@@ -7,9 +7,12 @@ only the last one used), and either extends that slot in place (when its content
 prefix of the prompt) or shares the common prefix into a fresh slot, so the old slot's
 divergent tail stays cached for a later request. Shared cells cost nothing twice.
 
-Memory is bounded in cells (``capacity`` tokens = ``--cache-mb`` / bytes per token): the
-cells in use are the union of the slots' token prefixes, counted as a trie would count
-them, and idle slots are evicted least recently used first.
+Memory is bounded in cells (``capacity`` tokens = ``--cache-mb`` / bytes per token), counted
+as llama.cpp owns them: a cell is shared only when ``copy_prefix`` shared it, so each slot
+keeps the ids of the cells holding its tokens and each cell a count of the slots holding it
+(SGLang's radix cache counts references the same way). Equal tokens decoded in two slots (a
+recomputed last prompt token, two identical answers) are two cells, not one. Idle slots are
+evicted least recently used first.
 
 Pure logic: the KV operations go through the small :class:`KVOps` protocol.
 """
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Acquired", "KVOps", "PrefixCache", "common_prefix_len", "union_size"]
+__all__ = ["Acquired", "KVOps", "PrefixCache", "common_prefix_len"]
 
 
 class KVOps(Protocol):
@@ -45,20 +48,10 @@ def common_prefix_len(a: Sequence[Any], b: Sequence[Any]) -> int:
     return lo
 
 
-def union_size(seqs: list[list[int]]) -> int:
-    """Number of distinct prefixes (trie nodes) over all sequences."""
-    ordered = sorted(seqs)
-    total = 0
-    prev: list[int] = []
-    for s in ordered:
-        total += len(s) - common_prefix_len(prev, s)
-        prev = s
-    return total
-
-
 @dataclass
 class _Slot:
     tokens: list[int] = field(default_factory=list)
+    cells: list[int] = field(default_factory=list)  # the cell holding each token, by position
     busy: bool = False
     last_used: int = 0
 
@@ -79,6 +72,8 @@ class PrefixCache:
         self._slots = [_Slot() for _ in range(n_slots)]
         self.capacity = capacity
         self._tick = 0
+        self._refs: dict[int, int] = {}  # cell id -> slots holding it
+        self._next_cell = 0
         self.hits_tokens = 0
         self.evictions = 0
 
@@ -92,7 +87,8 @@ class PrefixCache:
         return self._slots[slot].tokens
 
     def used_cells(self) -> int:
-        return union_size([s.tokens for s in self._slots if s.tokens])
+        """KV cells held by any slot, each counted once however many slots share it."""
+        return len(self._refs)
 
     def free_slots(self) -> int:
         return sum(1 for s in self._slots if not s.busy)
@@ -133,23 +129,34 @@ class PrefixCache:
             target = other
             if self._slots[target].tokens:
                 self.evictions += 1
-            self._kv.remove(target)
-            self._slots[target].tokens = []
+            self.drop(target)
             if reuse > 0:
                 self._kv.copy_prefix(src, target, reuse)
+                shared = self._slots[src].cells[:reuse]
+                for cell in shared:
+                    self._refs[cell] += 1
                 self._slots[target].tokens = prompt[:reuse]
+                self._slots[target].cells = shared
         slot = self._slots[target]
         if len(slot.tokens) > reuse:
             self._kv.truncate(target, reuse)
+            self._let_go(slot.cells[reuse:])
             slot.tokens = slot.tokens[:reuse]
+            slot.cells = slot.cells[:reuse]
         slot.busy = True
         slot.last_used = self._tick
         self.hits_tokens += reuse
         return Acquired(target, reuse)
 
     def extend(self, slot: int, tokens: list[int]) -> None:
-        """Record that ``tokens`` were decoded into ``slot`` after its current content."""
-        self._slots[slot].tokens.extend(tokens)
+        """Record that ``tokens`` were decoded into ``slot`` after its current content (in
+        cells of their own)."""
+        s = self._slots[slot]
+        s.tokens.extend(tokens)
+        first = self._next_cell
+        self._next_cell += len(tokens)
+        s.cells.extend(range(first, self._next_cell))
+        self._refs.update(dict.fromkeys(range(first, self._next_cell), 1))
 
     def release(self, slot: int) -> None:
         s = self._slots[slot]
@@ -158,9 +165,20 @@ class PrefixCache:
         s.last_used = self._tick
 
     def drop(self, slot: int) -> None:
-        """Forget a slot's content (after a failure left its KV in doubt)."""
+        """Forget a slot's content and free the cells no other slot holds."""
         self._kv.remove(slot)
-        self._slots[slot].tokens = []
+        s = self._slots[slot]
+        self._let_go(s.cells)
+        s.tokens, s.cells = [], []
+
+    def _let_go(self, cells: list[int]) -> None:
+        refs = self._refs
+        for cell in cells:
+            left = refs[cell] - 1
+            if left:
+                refs[cell] = left
+            else:
+                del refs[cell]
 
     def make_room(self, cells: int, *, protect: int = -1) -> bool:
         """Evict idle slots (never ``protect``), least recently used first, until ``cells``

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgflow.engine.prefix_cache import PrefixCache, common_prefix_len, union_size
+from sgflow.engine.prefix_cache import PrefixCache, common_prefix_len
 
 
 class FakeKV:
@@ -50,11 +50,6 @@ def run(cache: PrefixCache, kv: FakeKV, prompt: list[int], generated: int = 0) -
 )
 def test_common_prefix_len(a: list[int], b: list[int], expected: int) -> None:
     assert common_prefix_len(a, b) == expected
-
-
-def test_union_size_counts_shared_prefixes_once() -> None:
-    assert union_size([[1, 2, 3], [1, 2, 4], [7]]) == 5
-    assert union_size([]) == 0
 
 
 def test_non_adjacent_request_reuses_an_older_prefix() -> None:

@@ -336,3 +336,42 @@ def test_stop_reports_a_loop_still_decoding_so_the_model_is_not_freed_under_it()
     assert scheduler.stop(timeout=0.05) is False  # held inside decode: still running
     release.set()
     assert scheduler.stop() is True
+
+
+# -- KV cells, counted as llama.cpp owns them -------------------------------------------------
+
+
+def test_the_cache_counts_the_cells_the_model_really_holds() -> None:
+    run = Run()
+    prompt = "hello world abc"
+    first = run.seq(prompt, max_new_tokens=4)
+    run.finish(first)
+    # the same prompt again (its last token recomputed in a cell of its own), twice at once
+    # (identical greedy answers in two slots), and once with prompt logprobs (less reuse)
+    twins = [run.seq(prompt, max_new_tokens=4) for _ in range(2)]
+    probe = run.seq(prompt, max_new_tokens=2)
+    probe.spec = probe.spec.__class__(**{**vars(probe.spec), "return_logprob": True})
+    run.finish(*twins, probe)
+    assert run.result(twins[0]) == run.result(twins[1])
+    assert run.scheduler.cache.used_cells() == run.model.used_cells()
+    assert run.scheduler.stats().cache_used_tokens == run.model.used_cells()
+
+
+def test_identical_answers_in_two_slots_do_not_let_a_third_request_overfill_the_cache() -> None:
+    # Counting equal tokens once (a trie over the slots) let a request in that the cells
+    # could not hold; llama_decode then failed and a request was aborted "KV cache is full".
+    prompt = "x" * 20 + "k"
+    model = FakeModel(n_ctx=140, n_seq=4)
+    run = Run(model, max_running=3)
+    warm = run.seq(prompt, max_new_tokens=1)
+    run.finish(warm)
+    twins = [run.seq(prompt, max_new_tokens=40) for _ in range(2)]
+    run.scheduler.submit(twins)
+    while len(twins[0].output) < 12:  # they hold 2 x 13 cells of their own by now
+        run.scheduler.run_once()
+    other = run.seq("y" * 20 + "q", max_new_tokens=24)
+    run.scheduler.submit([other])
+    run.finish(*twins, other, turns=2000, submit=False)
+    for seq, n in ((twins[0], 40), (twins[1], 40), (other, 24)):
+        assert run.result(seq)[1] == {"type": "length", "length": n}, run.result(seq)
+    assert run.scheduler.cache.used_cells() == model.used_cells() <= model.n_ctx
