@@ -59,6 +59,12 @@ def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
         help="longest whitespace run inside constrained JSON (default 4)",
     )
     p.add_argument(
+        "--no-jump-forward",
+        dest="jump_forward",
+        action="store_false",
+        help="sample every constrained token, even where the grammar forces it (for comparison)",
+    )
+    p.add_argument(
         "--served-model-name", default=None, help="model name reported to clients and routers"
     )
     p.add_argument("--log-level", default="info")
@@ -75,6 +81,7 @@ def _engine_config(args: argparse.Namespace, *, llama_log: bool = False):  # typ
         slots=args.slots,
         max_running=args.max_running,
         max_queued=args.max_queued,
+        jump_forward=args.jump_forward,
         threads=args.threads,
         max_json_whitespace=args.max_json_whitespace,
         served_model_name=args.served_model_name,

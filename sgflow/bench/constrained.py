@@ -1,7 +1,9 @@
-"""``sgflow bench constrained``: JSON-Schema-constrained ÷ free generation, tokens/s.
+"""``sgflow bench constrained``: JSON-Schema-constrained ÷ free generation, tokens/s, with the
+grammar's forced text jumped forward (the default) and sampled token by token.
 
-For each of four schemas (nested objects, enums, arrays, string patterns) and one prompt
-per schema, on one engine:
+For each of five schemas (nested objects, enums, arrays, string patterns, and a key-heavy
+extraction record) and one prompt per schema, on one engine per mode (``jump_forward``, the
+default, then ``token_by_token`` = ``--no-jump-forward``):
 
 1. **constrained**: ``/generate`` with ``json_schema``; it generates ``n`` tokens (the
    grammar decides when the value is complete);
@@ -11,8 +13,11 @@ per schema, on one engine:
 Tokens/s is completion tokens ÷ the request's wall time (non-streaming). The prompt is
 cached for both (the same prompt is sent over and over), so the time is decoding plus, for
 the constrained side, everything the grammar costs per request and per token. One
-discarded warm-up request per schema compiles its grammar; then ``runs`` pairs. Per schema: the median of the paired ratios; overall: the median of
-all paired ratios (target >= 0.9, per schema too).
+discarded warm-up request per schema compiles its grammar; then ``runs`` pairs. Per schema
+and mode: the median of the paired ratios (target >= 1.0 with jump-forward, >= 1.3 on the
+key-heavy schema). Also per schema: whether both modes gave the same answer (greedy), the
+share of output tokens that were forced, and the engine's own accounting of the mask's cost
+(filling xgrammar's bitmask and applying it) against decoding, in ms per token.
 """
 
 from __future__ import annotations
@@ -85,18 +90,39 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {  # name: (request, schema)
             )
         ),
     ),
+    "keys": (
+        "Extract the customer record as JSON from: Dana Smith, 34, premium plan, active, "
+        "newsletter yes, two orders, country US, language en, verified, no refunds.",
+        obj(
+            first_name={"type": "string", "maxLength": 12},
+            last_name={"type": "string", "maxLength": 12},
+            age={"type": "integer", "minimum": 0, "maximum": 120},
+            plan={"enum": ["free", "basic", "premium", "enterprise"]},
+            status={"enum": ["active", "suspended", "closed"]},
+            newsletter_subscription={"type": "boolean"},
+            number_of_orders={"type": "integer", "minimum": 0, "maximum": 999},
+            country_code={"enum": ["US", "GB", "DE", "FR", "JP"]},
+            preferred_language={"enum": ["en", "de", "fr", "ja"]},
+            identity_verified={"type": "boolean"},
+            has_requested_refunds={"type": "boolean"},
+            account_tier_upgrade_eligible={"type": "boolean"},
+        ),
+    ),
 }
+KEY_HEAVY = "keys"
+KEY_HEAVY_TARGET = Target(">=", 1.3)
+MODES = {"jump_forward": (), "token_by_token": ("--no-jump-forward",)}
 
 
 def generate(client: httpx.Client, prompt: str, **params: Any) -> tuple[dict[str, Any], float]:
-    """Non-streaming ``/generate`` at temperature 0: ``(meta_info, wall seconds)``."""
+    """Non-streaming ``/generate`` at temperature 0: ``(meta_info + text, wall seconds)``."""
     body = {"text": prompt, "sampling_params": {"temperature": 0.0, **params}}
     start = time.perf_counter()
     response = client.post("/generate", json=body)
     wall = time.perf_counter() - start
     response.raise_for_status()
     data = response.json()
-    meta: dict[str, Any] = data["meta_info"]
+    meta: dict[str, Any] = {**data["meta_info"], "text": data["text"]}
     if "json_schema" in params and (meta.get("finish_reason") or {}).get("type") != "length":
         json.loads(data["text"])  # a complete constrained answer that is not JSON is a bug
     return meta, wall
@@ -120,56 +146,102 @@ def pair(client: httpx.Client, prompt: str, spec: dict[str, Any]) -> dict[str, A
         "ratio": (c_tokens / c_wall) / (f_tokens / f_wall),
         "finish": (c_meta.get("finish_reason") or {}).get("type"),
         "cached_tokens": [int(c_meta.get("cached_tokens", 0)), int(f_meta.get("cached_tokens", 0))],
+        "text": c_meta["text"],
     }
 
 
-def run(*, quick: bool) -> Report:
-    n_runs = 3 if quick else 7
-    report = Report("constrained", raw={"runs": n_runs, "max_new_tokens": MAX_TOKENS})
-    per_schema: dict[str, list[dict[str, Any]]] = {}
-    progress("constrained", f"starting the engine ({THREADS} threads)")
+def _counters(client: httpx.Client) -> dict[str, float]:
+    state = client.get("/server_info").json()["internal_states"][0]
+    names = ("jump_forward_tokens", "grammar_masked_tokens", "grammar_mask_seconds")
+    return {k: float(state.get(k) or 0) for k in (*names, "decode_seconds", "generated_tokens")}
+
+
+def _measure(flags: tuple[str, ...], n_runs: int, mode: str) -> dict[str, dict[str, Any]]:
+    """Every schema on one engine started with ``flags``: its pairs and its counters."""
+    out: dict[str, dict[str, Any]] = {}
+    progress("constrained", f"{mode}: starting the engine ({THREADS} threads)")
     with (
-        EngineProcess("--threads", str(THREADS), startup_s=180) as engine,
+        EngineProcess("--threads", str(THREADS), *flags, startup_s=180) as engine,
         httpx.Client(base_url=engine.url, timeout=600) as client,
     ):
         for name, (request, schema) in SCHEMAS.items():
             prompt = chatml(request)
             spec = {"max_new_tokens": MAX_TOKENS, "json_schema": json.dumps(schema)}
             generate(client, prompt, **spec)  # warm-up: compiles the grammar, caches the prompt
+            before = _counters(client)
+            constrained = [generate(client, prompt, **spec)[0] for _ in range(2)]
+            after = _counters(client)
+            delta = {k: after[k] - before[k] for k in after}
             pairs = [pair(client, prompt, spec) for _ in range(n_runs)]
-            per_schema[name] = pairs
+            out[name] = {
+                "pairs": pairs,
+                "counters": delta,
+                "texts": [c["text"] for c in constrained],
+            }
             med = median([p["ratio"] for p in pairs])
             tokens = sorted({p["constrained_tokens"] for p in pairs})
-            progress("constrained", f"{name}: {tokens} tokens, ratio {med:.3f}")
+            progress("constrained", f"{mode} {name}: {tokens} tokens, ratio {med:.3f}")
+    return out
+
+
+def run(*, quick: bool) -> Report:
+    n_runs = 3 if quick else 7
+    report = Report("constrained", raw={"runs": n_runs, "max_new_tokens": MAX_TOKENS})
+    measured = {mode: _measure(flags, n_runs, mode) for mode, flags in MODES.items()}
     rows: list[dict[str, Any]] = []
-    for name, pairs in per_schema.items():
+    for name in SCHEMAS:
+        jump, step = measured["jump_forward"][name], measured["token_by_token"][name]
+        counters = jump["counters"]
+        generated = max(1.0, counters["generated_tokens"])
+        masked = max(1.0, step["counters"]["grammar_masked_tokens"])
         rows.append(
             {
                 "schema": name,
-                "tokens": median([p["constrained_tokens"] for p in pairs]),
-                "constrained_tps": median([p["constrained_tps"] for p in pairs]),
-                "free_tps": median([p["free_tps"] for p in pairs]),
-                "ratio": median([p["ratio"] for p in pairs]),
+                "tokens": median([p["constrained_tokens"] for p in jump["pairs"]]),
+                "ratio_jump_forward": median([p["ratio"] for p in jump["pairs"]]),
+                "ratio_token_by_token": median([p["ratio"] for p in step["pairs"]]),
+                "forced_share": round(counters["jump_forward_tokens"] / generated, 3),
+                "same_answer": jump["texts"][0] == step["texts"][0],
+                "mask_ms_per_token": round(
+                    1000 * step["counters"]["grammar_mask_seconds"] / masked, 3
+                ),
+                "decode_ms_per_token": round(1000 * step["counters"]["decode_seconds"] / masked, 3),
             }
         )
     report.tables["per schema (medians)"] = rows
     report.raw["schemas"] = {
-        name: {"request": SCHEMAS[name][0], "schema": SCHEMAS[name][1], "pairs": pairs}
-        for name, pairs in per_schema.items()
+        name: {
+            "request": SCHEMAS[name][0],
+            "schema": SCHEMAS[name][1],
+            **{mode: measured[mode][name] for mode in MODES},
+        }
+        for name in SCHEMAS
     }
-    every = [p["ratio"] for pairs in per_schema.values() for p in pairs]
-    report.add("constrained_vs_free_tps", median(every), TARGET)
-    for name, pairs in per_schema.items():
-        report.add(f"constrained_vs_free_tps/{name}", median([p["ratio"] for p in pairs]), TARGET)
-    unequal = [
-        name
-        for name, pairs in per_schema.items()
-        if any(p["constrained_tokens"] != p["free_tokens"] for p in pairs)
-    ]
-    if unequal:
-        report.notes.append(f"lengths differed for: {', '.join(unequal)}")
+    for mode in MODES:
+        every = [p["ratio"] for m in measured[mode].values() for p in m["pairs"]]
+        report.add(
+            f"constrained_vs_free_tps/{mode}",
+            median(every),
+            Target(">=", 1.0) if mode == "jump_forward" else TARGET,
+        )
+    for row in rows:
+        target = KEY_HEAVY_TARGET if row["schema"] == KEY_HEAVY else Target(">=", 1.0)
+        report.add(
+            f"constrained_vs_free_tps/jump_forward/{row['schema']}",
+            row["ratio_jump_forward"],
+            target,
+        )
+    different = [r["schema"] for r in rows if not r["same_answer"]]
+    if different:
+        report.notes.append(
+            "jump-forward changed the greedy answer for: "
+            + ", ".join(different)
+            + " (the forced text is tokenized on its own: another split at its first token)"
+        )
     truncated = [
-        name for name, pairs in per_schema.items() if any(p["finish"] == "length" for p in pairs)
+        name
+        for name in SCHEMAS
+        if any(p["finish"] == "length" for m in measured.values() for p in m[name]["pairs"])
     ]
     if truncated:
         report.notes.append(f"constrained hit max_new_tokens for: {', '.join(truncated)}")

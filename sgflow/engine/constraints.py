@@ -42,6 +42,11 @@ class GrammarState:
     def accept(self, token: int) -> bool:
         return bool(self._matcher.accept_token(token))
 
+    def forced_text(self) -> str:
+        """The text the grammar allows as the only continuation from here (keys,
+        punctuation, an enum's tail…), empty when there is a choice to make."""
+        return str(self._matcher.find_jump_forward_string())
+
     def is_terminated(self) -> bool:
         return bool(self._matcher.is_terminated())
 

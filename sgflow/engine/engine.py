@@ -36,7 +36,8 @@ class EngineConfig:
     1024, one request of ``n`` times its list of prompts at their largest) bounds the sequences waiting
     for a running place: a request that would pass it is answered 503 ``engine.overloaded``
     with ``Retry-After`` (one larger than the bound is taken when nothing waits).
-    ``llama_log`` lets llama.cpp print its own logs (``SGFLOW_LLAMA_LOG``; default quiet).
+    ``jump_forward`` decodes the text a grammar forces without sampling it (``--no-jump-forward``
+    samples every token, for comparison). ``llama_log`` lets llama.cpp print its own logs (``SGFLOW_LLAMA_LOG``; default quiet).
     """
 
     model_path: str | None = None
@@ -45,6 +46,7 @@ class EngineConfig:
     slots: int = 32
     max_running: int = 8
     max_queued: int = 1024
+    jump_forward: bool = True
     n_batch: int = 512
     threads: int | None = None
     max_json_whitespace: int = 4
@@ -75,7 +77,10 @@ class Engine:
             compile_timeout_s=config.grammar_timeout_s,
         )
         self.scheduler = Scheduler(
-            self.model, max_running=config.max_running, max_queued=config.max_queued
+            self.model,
+            max_running=config.max_running,
+            max_queued=config.max_queued,
+            jump_forward=config.jump_forward,
         )
         self.scheduler.start()
         log.info(

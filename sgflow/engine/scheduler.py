@@ -45,16 +45,27 @@ class SchedulerStats:
     cache_hit_tokens: int
     evictions: int
     generated_tokens: int
+    forced_tokens: int  # of generated_tokens, those a grammar forced (jump-forward)
+    masked_tokens: int  # tokens sampled under a grammar's mask
+    mask_seconds: float  # filling and applying those masks
+    decode_seconds: float  # the model's decodes
     prompt_tokens: int
     last_gen_throughput: float
 
 
 class Scheduler:
-    def __init__(self, model: Model, *, max_running: int, max_queued: int = 1024) -> None:
+    def __init__(
+        self, model: Model, *, max_running: int, max_queued: int = 1024, jump_forward: bool = True
+    ) -> None:
         self.model = model
         self.cache = PrefixCache(model, n_slots=model.n_seq, capacity=model.n_ctx)
         self.max_running = max(1, min(max_running, model.n_seq))
         self.max_queued = max(1, max_queued)
+        self.jump_forward = jump_forward
+        self._forced = 0  # output tokens taken by jumping forward, never sampled
+        self._masked = 0  # tokens sampled under a grammar mask
+        self._mask_s = 0.0  # time filling and applying those masks
+        self._decode_s = 0.0  # time in the model's decode
         self._queued = 0  # sequences submitted and not yet admitted, cancelled or ended
         self._queue_lock = threading.Lock()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -139,6 +150,10 @@ class Scheduler:
             cache_hit_tokens=self.cache.hits_tokens,
             evictions=self.cache.evictions,
             generated_tokens=self._generated,
+            forced_tokens=self._forced,
+            masked_tokens=self._masked,
+            mask_seconds=round(self._mask_s, 6),
+            decode_seconds=round(self._decode_s, 6),
             prompt_tokens=self._prompted,
             last_gen_throughput=round(self._throughput, 2),
         )
@@ -240,9 +255,10 @@ class Scheduler:
         owners: list[tuple[Sequence, str]] = []
         for seq in self._running:
             if not seq.prefilling and seq.pending is not None:
-                parts.append((seq.slot, [seq.pending], seq.n_in_kv, [0]))
+                tokens = [seq.pending, *seq.forced]  # a jump forward decodes in one step
+                parts.append((seq.slot, tokens, seq.n_in_kv, [len(tokens) - 1]))
                 owners.append((seq, "decode"))
-                budget -= 1
+                budget -= len(tokens)
         for seq in self._running:
             if budget <= 0:
                 break
@@ -269,7 +285,9 @@ class Scheduler:
         the batch as a whole did not decode (nothing to measure)."""
         while True:
             try:
+                started = time.perf_counter()
                 rows = self.model.decode(parts)
+                self._decode_s += time.perf_counter() - started
                 break
             except DecodeFailed as exc:
                 if exc.code == 1 and self.cache.evict_one():
@@ -308,7 +326,8 @@ class Scheduler:
             self.cache.extend(seq.slot, tokens)
             seq.n_in_kv += len(tokens)
             if kind == "decode":
-                self._sample(seq, self.model.logits(part_rows[0]))
+                seq.forced = []
+                self._sample(seq, self.model.logits(part_rows[len(tokens) - 1]))
                 return
             last_row = None
             for k, row in sorted(part_rows.items()):
@@ -333,8 +352,15 @@ class Scheduler:
     def _sample(self, seq: Sequence, logits: Any) -> None:
         if seq.first_token_at is None:
             seq.first_token_at = time.perf_counter()
-        allowed = seq.grammar.allowed() if seq.grammar is not None else None
-        processed = seq.sampler.process(logits, n_generated=len(seq.output), allowed=allowed)
+        if seq.grammar is not None:
+            started = time.perf_counter()
+            allowed = seq.grammar.allowed()
+            processed = seq.sampler.process(logits, n_generated=len(seq.output), allowed=allowed)
+            self._mask_s += time.perf_counter() - started
+            self._masked += 1
+        else:
+            allowed = None
+            processed = seq.sampler.process(logits, n_generated=len(seq.output), allowed=None)
         token = seq.sampler.choose(processed)
         if token is None:
             if allowed is not None and allowed[self._eog].any():
@@ -368,21 +394,58 @@ class Scheduler:
             )
             self._retire(seq)
             return
-        seq.output.append(token)
-        seq.sampler.observe(token)
-        self._generated += 1
-        if token in seq.end_ids:
-            seq.finish = {"type": "stop", "matched": token}
-        else:
-            seq.add_text(self._piece(token, special=not seq.spec.params.skip_special_tokens))
-            if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
-                seq.finish_with_length()
+        self._append(seq, token)
+        if seq.finish is None and seq.grammar is not None and self.jump_forward:
+            self._jump_forward(seq)
         if seq.finish is not None:
             self._retire(seq)
             return
         seq.pending = token
         if seq.stream:
             self._emit(seq)
+
+    def _append(self, seq: Sequence, token: int) -> None:
+        """``token`` joins the output: counted, penalised, spelled, checked for the end."""
+        seq.output.append(token)
+        seq.sampler.observe(token)
+        self._generated += 1
+        if token in seq.end_ids:
+            seq.finish = {"type": "stop", "matched": token}
+            return
+        seq.add_text(self._piece(token, special=not seq.spec.params.skip_special_tokens))
+        if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
+            seq.finish_with_length()
+
+    def _jump_forward(self, seq: Sequence) -> None:
+        """Where the grammar allows only one continuation (a key, punctuation, an enum's
+        tail), take it without sampling: its tokens join the output now and are decoded
+        with the sampled token in one step (SGLang's jump-forward). The forced text is
+        tokenized on its own, so at its first token the model may see a split it would not
+        have chosen; each forced token is accepted by the grammar, or the jump stops there.
+        Not with logprobs (every output token then needs its own), nor past the length."""
+        assert seq.grammar is not None
+        if seq.spec.return_logprob:
+            return
+        text = seq.grammar.forced_text()
+        if not text:
+            return
+        room = seq.max_new_tokens - len(seq.output)
+        for tok in self._text_tokens(text)[:room]:
+            if tok in self._eog_set or not seq.grammar.accept(tok):
+                break
+            seq.forced.append(tok)
+            self._forced += 1
+            self._append(seq, tok)
+            if seq.finish is not None:
+                break
+
+    def _text_tokens(self, text: str) -> list[int]:
+        try:
+            ids = self.model.tokenize(text)
+        except ValueError:  # text the vocabulary cannot spell: no jump, the grammar decides
+            return []
+        info = self.model.info
+        return ids[1:] if info.add_bos and ids and ids[0] == info.bos else ids
 
     def _record_input_logprob(self, seq: Sequence, pos: int, logits: Any) -> None:
         lps = log_softmax(logits)

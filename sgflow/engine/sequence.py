@@ -44,7 +44,8 @@ class Sequence:
     slot: int = -1
     cached: int = 0
     n_in_kv: int = 0
-    pending: int | None = None
+    pending: int | None = None  # sampled, not decoded yet
+    forced: list[int] = field(default_factory=list)  # jumped forward after it, not decoded
     output: list[int] = field(default_factory=list)
     text: str = ""
     finish: dict[str, Any] | None = None

@@ -101,6 +101,7 @@ def create_app(engine: Engine) -> FastAPI:
             "load_balance_method": "round_robin",
             "disaggregation_mode": "null",
             "grammar_backend": "xgrammar",
+            "jump_forward": cfg.jump_forward,
             "internal_states": [
                 {
                     "last_gen_throughput": stats.last_gen_throughput,
@@ -110,6 +111,10 @@ def create_app(engine: Engine) -> FastAPI:
                     "cache_hit_tokens": stats.cache_hit_tokens,
                     "cache_evictions": stats.evictions,
                     "generated_tokens": stats.generated_tokens,
+                    "jump_forward_tokens": stats.forced_tokens,
+                    "grammar_masked_tokens": stats.masked_tokens,
+                    "grammar_mask_seconds": stats.mask_seconds,
+                    "decode_seconds": stats.decode_seconds,
                     "prompt_tokens": stats.prompt_tokens,
                 }
             ],

@@ -191,7 +191,7 @@ def test_constrained_schemas_are_enforceable() -> None:
     from sgflow.grammars import check
     from sgflow.grammars.spec import JsonSchema
 
-    assert set(SCHEMAS) == {"nested", "enum", "arrays", "pattern"}
+    assert set(SCHEMAS) == {"nested", "enum", "arrays", "pattern", "keys"}
     for name, (_, schema) in SCHEMAS.items():
         assert check(JsonSchema(schema)) == [], name
 

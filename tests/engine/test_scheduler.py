@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -375,3 +376,43 @@ def test_identical_answers_in_two_slots_do_not_let_a_third_request_overfill_the_
     for seq, n in ((twins[0], 40), (twins[1], 40), (other, 24)):
         assert run.result(seq)[1] == {"type": "length", "length": n}, run.result(seq)
     assert run.scheduler.cache.used_cells() == model.used_cells() <= model.n_ctx
+
+
+# -- jump-forward -----------------------------------------------------------------------------
+
+JSONISH = r'\{"name": "[a-z]{2,3}", "ok": (true|false), "tail": "hello world"\}'
+
+
+def test_forced_text_is_decoded_in_one_step_not_sampled_token_by_token() -> None:
+    texts, decodes, forced = [], [], []
+    for jump in (True, False):
+        run = Run()
+        run.scheduler.jump_forward = jump
+        seq = run.seq("abc", max_new_tokens=80, regex=JSONISH)
+        before = run.model.decodes
+        run.finish(seq)
+        text, finish = run.result(seq)
+        assert finish == {"type": "stop", "matched": EOS}, finish
+        assert re.fullmatch(JSONISH, text), text
+        texts.append(text)
+        decodes.append(run.model.decodes - before)
+        forced.append(run.scheduler.stats().forced_tokens)
+        # what the cache and the model hold agree, forced tokens included
+        assert run.scheduler.cache.used_cells() == run.model.used_cells()
+        assert run.model.history(seq.slot)[: len(seq.prompt)] == seq.prompt
+    assert texts[0] == texts[1], "the same answer, here where the splits agree"
+    assert forced[1] == 0 and forced[0] >= 10
+    assert decodes[0] * 2 <= decodes[1], decodes
+
+
+def test_no_jump_forward_with_logprobs_or_past_the_length() -> None:
+    run = Run()
+    probe = run.seq("abc", max_new_tokens=80, regex=JSONISH)
+    probe.spec = probe.spec.__class__(**{**vars(probe.spec), "return_logprob": True})
+    short = run.seq("abc", max_new_tokens=5, regex=JSONISH)
+    run.finish(probe, short)
+    assert run.scheduler.stats().forced_tokens <= 4  # only the short one jumped, within 5
+    assert len(probe.output_lp) == len(probe.output)
+    text, finish = run.result(short)
+    assert finish == {"type": "length", "length": 5} and len(short.output) == 5
+    assert text.startswith('{"')
