@@ -42,6 +42,10 @@ class GrammarState:
     def accept(self, token: int) -> bool:
         return bool(self._matcher.accept_token(token))
 
+    def rollback(self, n: int) -> None:
+        """Undo the last ``n`` accepted tokens."""
+        self._matcher.rollback(n)
+
     def forced_text(self) -> str:
         """The text the grammar allows as the only continuation from here (keys,
         punctuation, an enum's tail…), empty when there is a choice to make."""

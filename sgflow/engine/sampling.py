@@ -84,6 +84,16 @@ class Sampler:
         if self._seen is not None and 0 <= token < self._seen.shape[0]:
             self._seen[token] = True
 
+    def forget(self, token: int) -> None:
+        """Undo one :meth:`observe` (a sampled token replaced by another split of its text)."""
+        left = self._counts[token] - 1
+        if left > 0:
+            self._counts[token] = left
+            return
+        self._counts.pop(token, None)
+        if self._seen is not None and 0 <= token < self._seen.shape[0]:
+            self._seen[token] = bool(np.isin(token, self._prompt))
+
     def _repeated(self, n_vocab: int) -> npt.NDArray[np.bool_]:
         """Tokens of the prompt or the output so far, as a mask over the vocabulary."""
         if self._seen is None or self._seen.shape[0] != n_vocab:

@@ -396,7 +396,7 @@ class Scheduler:
             return
         self._append(seq, token)
         if seq.finish is None and seq.grammar is not None and self.jump_forward:
-            self._jump_forward(seq)
+            token = self._jump_forward(seq, token)
         if seq.finish is not None:
             self._retire(seq)
             return
@@ -416,21 +416,52 @@ class Scheduler:
         if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
             seq.finish_with_length()
 
-    def _jump_forward(self, seq: Sequence) -> None:
+    def _jump_forward(self, seq: Sequence, sampled: int) -> int:
         """Where the grammar allows only one continuation (a key, punctuation, an enum's
         tail), take it without sampling: its tokens join the output now and are decoded
-        with the sampled token in one step (SGLang's jump-forward). The forced text is
-        tokenized on its own, so at its first token the model may see a split it would not
-        have chosen; each forced token is accepted by the grammar, or the jump stops there.
-        Not with logprobs (every output token then needs its own), nor past the length."""
+        with the sampled token in one step (SGLang's jump-forward). Returns the token to
+        decode first: ``sampled``, or the first of a new split of it and the forced text.
+
+        The forced text is tokenized together with the sampled token's text, as the model's
+        tokenizer would split the whole (SGLang retokenizes the same way), so the model
+        reads the split it would have read; when that split starts with another token, the
+        sampled token is rolled back out of the grammar and replaced (the text is the same
+        bytes). Each forced token is accepted by the grammar, or the jump stops there. Not
+        with logprobs (every output token then needs its own), nor past the length."""
         assert seq.grammar is not None
         if seq.spec.return_logprob:
-            return
+            return sampled
         text = seq.grammar.forced_text()
         if not text:
-            return
+            return sampled
         room = seq.max_new_tokens - len(seq.output)
-        for tok in self._text_tokens(text)[:room]:
+        ids = self._split_with(sampled, text)
+        if ids and ids[0] != sampled and len(ids) <= room + 1:
+            seq.grammar.rollback(1)
+            accepted = 0
+            for tok in ids:
+                if tok in self._eog_set or not seq.grammar.accept(tok):
+                    break
+                accepted += 1
+            if accepted == len(ids):
+                seq.output.pop()
+                seq.sampler.forget(sampled)
+                for tok in ids:
+                    seq.output.append(tok)
+                    seq.sampler.observe(tok)
+                self._generated += len(ids) - 1
+                self._forced += len(ids) - 1
+                seq.forced = ids[1:]
+                seq.add_text(text.encode())
+                if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
+                    seq.finish_with_length()
+                return ids[0]
+            # the grammar refused the new split: back to the sampled token alone
+            seq.grammar.rollback(accepted)
+            seq.grammar.accept(sampled)
+            ids = None
+        rest = ids[1:] if ids and ids[0] == sampled else self._text_tokens(text)
+        for tok in rest[:room]:
             if tok in self._eog_set or not seq.grammar.accept(tok):
                 break
             seq.forced.append(tok)
@@ -438,6 +469,20 @@ class Scheduler:
             self._append(seq, tok)
             if seq.finish is not None:
                 break
+        return sampled
+
+    def _split_with(self, sampled: int, text: str) -> list[int] | None:
+        """How the tokenizer splits the sampled token's text followed by the forced
+        ``text``, when that split spells exactly those bytes (else None)."""
+        piece = self._piece(sampled, special=False)
+        try:
+            head = piece.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        ids = self._text_tokens(head + text)
+        if b"".join(self._piece(t, special=False) for t in ids) != piece + text.encode():
+            return None
+        return ids
 
     def _text_tokens(self, text: str) -> list[int]:
         try:
