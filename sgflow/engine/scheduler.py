@@ -422,46 +422,30 @@ class Scheduler:
         with the sampled token in one step (SGLang's jump-forward). Returns the token to
         decode first: ``sampled``, or the first of a new split of it and the forced text.
 
-        The forced text is tokenized together with the sampled token's text, as the model's
-        tokenizer would split the whole (SGLang retokenizes the same way), so the model
-        reads the split it would have read; when that split starts with another token, the
-        sampled token is rolled back out of the grammar and replaced (the text is the same
-        bytes). Each forced token is accepted by the grammar, or the jump stops there. Not
-        with logprobs (every output token then needs its own), nor past the length."""
+        So that the model reads the split it would have made itself, the forced text is
+        tokenized together with the sampled token's text (when that split starts otherwise,
+        the sampled token is rolled back out of the grammar and replaced: the same bytes),
+        and the split's last token is held back, to be sampled, since it may merge with
+        what follows (``"`` then ``:`` is one token, ``":``). Each forced token is accepted
+        by the grammar, or the jump stops there. Not with logprobs (every output token then
+        needs its own), nor past the length."""
         assert seq.grammar is not None
         if seq.spec.return_logprob:
             return sampled
         text = seq.grammar.forced_text()
         if not text:
             return sampled
+        piece = self._piece(sampled, special=False)
+        split = self._split_with(piece, text)
+        if split is None:
+            split = [sampled, *self._text_tokens(text)]
+        take = split[:-1]
         room = seq.max_new_tokens - len(seq.output)
-        ids = self._split_with(sampled, text)
-        if ids and ids[0] != sampled and len(ids) <= room + 1:
-            seq.grammar.rollback(1)
-            accepted = 0
-            for tok in ids:
-                if tok in self._eog_set or not seq.grammar.accept(tok):
-                    break
-                accepted += 1
-            if accepted == len(ids):
-                seq.output.pop()
-                seq.sampler.forget(sampled)
-                for tok in ids:
-                    seq.output.append(tok)
-                    seq.sampler.observe(tok)
-                self._generated += len(ids) - 1
-                self._forced += len(ids) - 1
-                seq.forced = ids[1:]
-                seq.add_text(text.encode())
-                if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
-                    seq.finish_with_length()
-                return ids[0]
-            # the grammar refused the new split: back to the sampled token alone
-            seq.grammar.rollback(accepted)
-            seq.grammar.accept(sampled)
-            ids = None
-        rest = ids[1:] if ids and ids[0] == sampled else self._text_tokens(text)
-        for tok in rest[:room]:
+        if len(take) < 2 or len(take) - 1 > room:
+            return sampled
+        if take[0] != sampled:
+            return self._replace(seq, sampled, piece, take)
+        for tok in take[1:]:
             if tok in self._eog_set or not seq.grammar.accept(tok):
                 break
             seq.forced.append(tok)
@@ -471,10 +455,39 @@ class Scheduler:
                 break
         return sampled
 
-    def _split_with(self, sampled: int, text: str) -> list[int] | None:
-        """How the tokenizer splits the sampled token's text followed by the forced
-        ``text``, when that split spells exactly those bytes (else None)."""
-        piece = self._piece(sampled, special=False)
+    def _replace(self, seq: Sequence, sampled: int, piece: bytes, take: list[int]) -> int:
+        """Put ``take`` (a split starting with the sampled token's bytes, and more) in the
+        place of the sampled token; unchanged if the grammar refuses it."""
+        assert seq.grammar is not None
+        spelled = b"".join(self._piece(t, special=False) for t in take)
+        if not spelled.startswith(piece):
+            return sampled
+        seq.grammar.rollback(1)
+        accepted = 0
+        for tok in take:
+            if tok in self._eog_set or not seq.grammar.accept(tok):
+                break
+            accepted += 1
+        if accepted < len(take):  # back to the sampled token alone
+            seq.grammar.rollback(accepted)
+            seq.grammar.accept(sampled)
+            return sampled
+        seq.output.pop()
+        seq.sampler.forget(sampled)
+        for tok in take:
+            seq.output.append(tok)
+            seq.sampler.observe(tok)
+        self._generated += len(take) - 1
+        self._forced += len(take) - 1
+        seq.forced = take[1:]
+        seq.add_text(spelled[len(piece) :])
+        if seq.finish is None and len(seq.output) >= seq.max_new_tokens:
+            seq.finish_with_length()
+        return take[0]
+
+    def _split_with(self, piece: bytes, text: str) -> list[int] | None:
+        """How the tokenizer splits ``piece`` (the sampled token's bytes) followed by the
+        forced ``text``, when that split spells exactly those bytes (else None)."""
         try:
             head = piece.decode("utf-8")
         except UnicodeDecodeError:
