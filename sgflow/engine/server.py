@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -95,6 +96,7 @@ def create_app(engine: Engine) -> FastAPI:
             "max_queued_requests": stats.max_waiting,
             "chunked_prefill_size": cfg.n_batch,
             "threads": engine.model.n_threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "max_json_whitespace": cfg.max_json_whitespace,
             "tp_size": 1,
             "dp_size": 1,

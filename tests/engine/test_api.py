@@ -38,6 +38,7 @@ def test_info_endpoints_and_deprecated_aliases(client: httpx.Client) -> None:
         info = client.get(path).json()
         assert info["tp_size"] == 1 and info["dp_size"] == 1
         assert info["max_total_num_tokens"] >= info["context_length"] > 0
+        assert info["omp_wait_policy"] == "PASSIVE"  # the engine's default (README)
         assert "last_gen_throughput" in info["internal_states"][0]
     load = client.get("/get_load").json()
     assert isinstance(load, list) and isinstance(load[0]["num_tokens"], int)
