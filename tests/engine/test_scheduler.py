@@ -315,6 +315,31 @@ def test_an_error_taking_one_result_ends_only_that_sequence() -> None:
     assert run.model.used_cells() == len(run.model.tokenize("a")) + 4  # bad's KV was dropped
 
 
+def test_a_request_cancelled_while_its_batch_decodes_ends_alone_and_frees_its_slot() -> None:
+    model = FakeModel()
+    run = Run(model)
+    keep = run.seq("a", max_new_tokens=12)
+    leave = run.seq("b", max_new_tokens=12)
+    decodes = 0
+
+    def cancel_mid_batch(parts: list[Part]) -> int:  # as the HTTP thread would, mid-decode
+        nonlocal decodes
+        decodes += 1
+        if decodes == 4:
+            run.scheduler.cancel([leave])
+        return 0
+
+    model.fail = cancel_mid_batch
+    run.scheduler.submit([keep, leave])
+    run.finish(keep, submit=False)
+    assert run.result(keep) == (spelled(model, "a", 12), {"type": "length", "length": 12})
+    assert leave.finish is not None and leave.finish["code"] == "request.aborted"
+    assert 0 < len(leave.output) < 12, "it stopped where it was cancelled"
+    assert run.final(leave) is None, "nobody is left to tell"
+    assert run.scheduler.stats().running == 0 and run.scheduler.cache.free_slots() == model.n_seq
+    assert run.scheduler.cache.used_cells() == model.used_cells()
+
+
 def test_stop_reports_a_loop_still_decoding_so_the_model_is_not_freed_under_it() -> None:
     entered, release = threading.Event(), threading.Event()
     model = FakeModel()
