@@ -70,7 +70,7 @@ class GrammarBackend:
         *,
         stop_ids: list[int],
         max_whitespace: int = 4,
-        compile_timeout_s: float = 10.0,
+        compile_timeout_s: float = 30.0,
         fast_budget_s: float = 2.5,
     ) -> None:
         self.vocab_size = len(vocab)

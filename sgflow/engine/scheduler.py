@@ -25,7 +25,7 @@ from sgflow.engine.model_api import DecodeFailed, Model, Part
 from sgflow.engine.prefix_cache import PrefixCache
 from sgflow.engine.sampling import log_softmax, top_logprobs
 from sgflow.engine.sequence import Sequence, Update
-from sgflow.engine.text_align import align_prompt
+from sgflow.engine.text_align import SlotText, align_prompt
 
 __all__ = ["Scheduler", "SchedulerStats"]
 
@@ -79,7 +79,7 @@ class Scheduler:
         self._throughput = 0.0
         self._special_piece_cache: dict[int, bytes] = {}
         self._ready = threading.Event()
-        self._pieces: dict[int, tuple[list[int], list[bytes]]] = {}
+        self._texts: dict[int, SlotText] = {}
         self._eog = np.array(sorted(model.info.eog_ids), dtype=np.int64)
         self._eog_set = frozenset(model.info.eog_ids)
 
@@ -221,7 +221,7 @@ class Scheduler:
             if seq.spec.text is not None and not seq.spec.return_logprob:
                 aligned = align_prompt(
                     seq.spec.text,
-                    [self._slot_pieces(i) for i in range(self.cache.n_slots)],
+                    [self._slot_text(i) for i in range(self.cache.n_slots)],
                     tokenize=self.model.tokenize,
                     min_gain=8,
                     baseline=match,
@@ -519,16 +519,13 @@ class Scheduler:
             cached = self._special_piece_cache[token] = self.model.piece(token, special=True)
         return cached
 
-    def _slot_pieces(self, slot: int) -> tuple[list[int], list[bytes]]:
+    def _slot_text(self, slot: int) -> SlotText:
         """The slot's tokens and their bytes, extended incrementally as the slot grows."""
         tokens = self.cache.tokens(slot)
-        cached = self._pieces.get(slot)
-        if cached is None or cached[0] is not tokens or len(cached[1]) > len(tokens):
-            cached = (tokens, [])
-            self._pieces[slot] = cached
-        pieces = cached[1]
-        pieces.extend(self.piece_with_special(t) for t in tokens[len(pieces) :])
-        return tokens, pieces
+        cached = self._texts.get(slot)
+        if cached is None or cached.tokens is not tokens or len(cached.ends) > len(tokens):
+            cached = self._texts[slot] = SlotText(tokens)
+        return cached.grow(self.piece_with_special)
 
     def piece_with_special(self, token: int) -> bytes:
         return self._piece(token, special=True)

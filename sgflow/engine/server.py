@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from sgflow.engine.model_api import hf_architectures
 from sgflow.engine.protocol import parse_generate
 from sgflow.engine.sequence import Sequence, Update
 from sgflow.jsonbounds import JsonBoundsError, loads
+from sgflow.settings import openmp_wait_policy
 
 __all__ = ["create_app"]
 
@@ -96,7 +96,7 @@ def create_app(engine: Engine) -> FastAPI:
             "max_queued_requests": stats.max_waiting,
             "chunked_prefill_size": cfg.n_batch,
             "threads": engine.model.n_threads,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "omp_wait_policy": openmp_wait_policy(),
             "max_json_whitespace": cfg.max_json_whitespace,
             "tp_size": 1,
             "dp_size": 1,

@@ -16,7 +16,7 @@ max_regex_chars        4096      a regex constraint, or one ``pattern`` in a sch
 max_regex_memory       1 MiB     memory RE2 may use for one compiled pattern (program
                                  and DFA cache), :mod:`~sgflow.grammars.safe_regex`
 max_ebnf_chars         50_000    an EBNF grammar
-compile_timeout_s      5.0       wall time of one xgrammar compilation
+compile_timeout_s      10.0      wall time of one xgrammar compilation (a check; the engine allows 30 s)
 max_json_whitespace    4         longest whitespace run the JSON grammar allows
 allow_recursive_refs   True      ``$ref`` loops through objects/arrays (trees); loops that
                                  never produce JSON are refused regardless
@@ -51,7 +51,7 @@ class Limits:
     max_enum_size: int = 1000
     max_regex_chars: int = 4096
     max_ebnf_chars: int = 50_000
-    compile_timeout_s: float = 5.0
+    compile_timeout_s: float = 10.0
     max_json_whitespace: int = 4
     allow_recursive_refs: bool = True
     max_regex_memory: int = 1 << 20

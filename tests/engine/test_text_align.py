@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sgflow.engine.prefix_cache import common_prefix_len
-from sgflow.engine.text_align import align_prompt
+from sgflow.engine.text_align import SlotText, align_prompt
 
 VOCAB = {1: b"ab", 2: b"c", 3: b"abc", 4: b"d", 5: b"\xc3", 6: b"\xa9", 7: b"e"}
 INVERSE = {v: k for k, v in VOCAB.items()}
@@ -23,8 +23,8 @@ def tokenize(text: str) -> list[int]:
     return out
 
 
-def slot(tokens: list[int]) -> tuple[list[int], list[bytes]]:
-    return tokens, [VOCAB[t] for t in tokens]
+def slot(tokens: list[int]) -> SlotText:
+    return SlotText(tokens).grow(VOCAB.__getitem__)
 
 
 def test_common_prefix_of_bytes() -> None:
@@ -56,3 +56,18 @@ def test_never_splits_a_utf8_character() -> None:
         "dd\u00e8", [slot(cached)], tokenize=lambda t: [9], min_gain=1, baseline=0
     )
     assert aligned == [4, 4, 9]
+
+
+def test_a_slot_is_spelled_once_as_it_grows() -> None:
+    spelled: list[int] = []
+
+    def piece(token: int) -> bytes:
+        spelled.append(token)
+        return VOCAB[token]
+
+    tokens = [1, 2]
+    text = SlotText(tokens).grow(piece)
+    tokens.extend([4, 4])  # the cache extends its list in place as the slot decodes
+    text.grow(piece).grow(piece)
+    assert spelled == [1, 2, 4, 4]
+    assert bytes(text.data) == b"abcdd" and text.ends == [2, 3, 4, 5]

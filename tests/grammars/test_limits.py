@@ -14,7 +14,7 @@ DEFAULTS = {
     "max_enum_size": 1000,
     "max_regex_chars": 4096,
     "max_ebnf_chars": 50_000,
-    "compile_timeout_s": 5.0,
+    "compile_timeout_s": 10.0,
     "max_json_whitespace": 4,
     "allow_recursive_refs": True,
     "max_regex_memory": 1 << 20,
