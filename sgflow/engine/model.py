@@ -188,6 +188,9 @@ class LlamaModel:
         Returns, per part, a map from each requested offset to the batch row whose logits
         ``logits(row)`` reads. Raises :class:`DecodeFailed` (code 1: no free KV cells).
         """
+        total = sum(len(tokens) for _, tokens, _, _ in parts)
+        if total > self.n_batch:  # the batch's arrays hold n_batch tokens: never write past
+            raise ValueError(f"a batch of {total} tokens exceeds n_batch={self.n_batch}")
         b = self._batch
         n = 0
         rows: list[dict[int, int]] = []

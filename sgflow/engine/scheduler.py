@@ -428,7 +428,8 @@ class Scheduler:
         and the split's last token is held back, to be sampled, since it may merge with
         what follows (``"`` then ``:`` is one token, ``":``). Each forced token is accepted
         by the grammar, or the jump stops there. Not with logprobs (every output token then
-        needs its own), nor past the length."""
+        needs its own), nor past the length, nor past ``n_batch / max_running`` tokens (every
+        running sequence's next decode must fit one batch)."""
         assert seq.grammar is not None
         if seq.spec.return_logprob:
             return sampled
@@ -439,7 +440,9 @@ class Scheduler:
         split = self._split_with(piece, text)
         if split is None:
             split = [sampled, *self._text_tokens(text)]
-        take = split[:-1]
+        # every running sequence's decode part must fit one batch of n_batch tokens
+        cap = max(0, self.model.n_batch // self.max_running - 1)
+        take = split[:-1][: cap + 1]
         room = seq.max_new_tokens - len(seq.output)
         if len(take) < 2 or len(take) - 1 > room:
             return sampled

@@ -444,3 +444,13 @@ def test_no_jump_forward_with_logprobs_or_past_the_length() -> None:
     text, finish = run.result(short)
     assert finish == {"type": "length", "length": 5} and len(short.output) == 5
     assert text.startswith('{"')
+
+
+def test_a_long_forced_text_is_taken_in_pieces_that_fit_the_batch() -> None:
+    run = Run(FakeModel(n_batch=16), max_running=4)  # at most 3 forced tokens a step
+    literal = "hello world " * 6
+    seqs = [run.seq(c, max_new_tokens=60, regex=re.escape(literal)) for c in "abcd"]
+    run.finish(*seqs)  # the fake raises if a batch is over n_batch
+    for seq in seqs:
+        assert run.result(seq) == (literal, {"type": "stop", "matched": EOS})
+    assert run.scheduler.stats().forced_tokens > 0
