@@ -138,12 +138,14 @@ def test_a_cut_off_structured_answer_raises_length_error_sdk_against_builders(
     sdk: openai.OpenAI, engine: FakeEngine
 ) -> None:
     cut = '{"steps": [{"explanation": "Subtract'
-    engine.replies = [(cut, "length")]
+    # not streamed: nobody has seen the cut-off text, so it is generated again (3 attempts)
+    engine.replies = [(cut, "length")] * 3
     with pytest.raises(openai.LengthFinishReasonError):
         sdk.chat.completions.parse(
             model="m", messages=ASK, response_format=MathReasoning, max_tokens=8
         )
-    engine.replies = [(cut, "length")]
+    assert len(engine.calls) == 3 and not engine.replies
+    engine.replies = [(cut, "length")]  # streamed: the text the client has, never again
     with (
         pytest.raises(openai.LengthFinishReasonError),
         sdk.chat.completions.stream(
@@ -152,7 +154,7 @@ def test_a_cut_off_structured_answer_raises_length_error_sdk_against_builders(
     ):
         for _ in stream:
             pass
-    engine.replies = [(cut, "length")]
+    engine.replies = [(cut, "length")] * 3
     raw = sdk.chat.completions.create(
         model="m",
         messages=ASK,
@@ -257,10 +259,12 @@ def test_n_choices_come_in_index_order_sdk_against_builders(
 def test_one_cut_off_choice_of_several_sdk_against_builders(
     sdk: openai.OpenAI, engine: FakeEngine
 ) -> None:
-    replies = iter(['{"tags": ["a"]}', ('{"tags": ["b", "c', "length")])
+    calls = 0
 
     def reply(prompt: str, params: dict[str, Any]) -> Any:
-        return next(replies)
+        nonlocal calls  # the first answer is whole; the other branch is cut off every time
+        calls += 1
+        return '{"tags": ["a"]}' if calls == 1 else ('{"tags": ["b", "c', "length")
 
     engine.reply = reply
     completion = sdk.chat.completions.create(
@@ -478,7 +482,7 @@ def test_responses_function_calls_sdk_against_builders(
 def test_a_cut_off_response_is_incomplete_without_a_half_object_sdk_against_builders(
     sdk: openai.OpenAI, engine: FakeEngine
 ) -> None:
-    engine.replies = [('{"steps": [{"expl', "length")]
+    engine.replies = [('{"steps": [{"expl', "length")] * 3  # generated again, then cut off
     response = sdk.responses.parse(
         model="m", input="x", text_format=MathReasoning, max_output_tokens=5
     )
