@@ -66,6 +66,7 @@ def instructor_python() -> Path:
         check=True,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
+    shutil.rmtree(home, ignore_errors=True)  # a venv without its interpreter is no venv
     building.rename(home)
     return python
 
