@@ -32,6 +32,8 @@ __all__ = ["Scheduler", "SchedulerStats"]
 log = logging.getLogger("sgflow.engine.scheduler")
 
 _RETRY_AFTER_S = "1"
+# characters of forced text split per forced token a step may take (longer than any token)
+_FORCED_CHARS_PER_TOKEN = 64
 
 
 @dataclass
@@ -436,12 +438,15 @@ class Scheduler:
         text = seq.grammar.forced_text()
         if not text:
             return sampled
+        # every running sequence's decode part must fit one batch of n_batch tokens
+        cap = max(0, self.model.n_batch // self.max_running - 1)
+        # A step takes at most cap + 1 tokens, so only the head of a long literal is split:
+        # tokenizing all of a 4,000-character forced text at every step was quadratic.
+        text = text[: (cap + 2) * _FORCED_CHARS_PER_TOKEN]
         piece = self._piece(sampled, special=False)
         split = self._split_with(piece, text)
         if split is None:
             split = [sampled, *self._text_tokens(text)]
-        # every running sequence's decode part must fit one batch of n_batch tokens
-        cap = max(0, self.model.n_batch // self.max_running - 1)
         take = split[:-1][: cap + 1]
         room = seq.max_new_tokens - len(seq.output)
         if len(take) < 2 or len(take) - 1 > room:

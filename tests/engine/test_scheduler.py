@@ -454,3 +454,24 @@ def test_a_long_forced_text_is_taken_in_pieces_that_fit_the_batch() -> None:
     for seq in seqs:
         assert run.result(seq) == (literal, {"type": "stop", "matched": EOS})
     assert run.scheduler.stats().forced_tokens > 0
+
+
+def test_a_long_forced_literal_is_not_tokenized_whole_at_every_step() -> None:
+    # Tokenizing the whole remaining literal at each step made a 4,000-character literal
+    # cost quadratic time; each step now splits only the head it can take.
+    run = Run(FakeModel(n_ctx=4096, n_batch=16), max_running=4)
+    literal = "hello world " * 340  # 4,080 characters
+    calls: list[int] = []
+    tokenize = run.model.tokenize
+
+    def counting(text: str) -> list[int]:
+        calls.append(len(text))
+        return tokenize(text)
+
+    run.model.tokenize = counting  # type: ignore[method-assign]
+    seq = run.seq("a", max_new_tokens=2000, regex=re.escape(literal))
+    calls.clear()
+    run.finish(seq, turns=5000)
+    assert run.result(seq) == (literal, {"type": "stop", "matched": EOS})
+    assert calls, "the literal was jumped over"
+    assert max(calls) <= 512, max(calls)
