@@ -15,7 +15,20 @@ __all__ = [
     "ProgramPage",
     "ProgramSummary",
     "ProgramVersions",
+    "cursor_page",
 ]
+
+
+def cursor_page(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    """OpenAI's cursor page (``client.files.list()``, ``client.batches.list()`` iterate it):
+    ``first_id``/``last_id`` name the page's ends, the next page starts ``after=last_id``."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -107,6 +107,9 @@ def test_files_list_newest_first_page_by_page_per_tenant(sdk: openai.OpenAI, sta
     with pytest.raises(openai.BadRequestError) as info:
         sdk.files.list(after=made[1])  # deleted: not a cursor any more
     assert info.value.param == "after"
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.files.list(after="file-" + "x" * 200)  # longer than any id: refused, not looked up
+    assert info.value.param == "after"
 
 
 def test_a_file_that_is_not_utf8_or_has_no_batch_purpose_is_a_bad_request(

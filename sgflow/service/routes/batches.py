@@ -29,6 +29,7 @@ from sgflow.service.deps import (
 )
 from sgflow.service.errors import ApiError, json_refused, malformed_json
 from sgflow.service.middleware import NDJSON_TYPES
+from sgflow.service.models import cursor_page
 from sgflow.service.offload import run_cpu
 from sgflow.service.openai_batches import (
     create_openai_batch,
@@ -306,10 +307,4 @@ async def list_batches(
         view = batch_view(*await batches.refresh(record))
         facts = await files.batch_facts(record.id)
         data.append(view if facts is None else openai_batch_object(view, facts))
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
+    return cursor_page(data, has_more=has_more)

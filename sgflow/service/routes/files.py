@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from sgflow.openai import file_object
 from sgflow.service.deps import SettingsDep, TenantDep
 from sgflow.service.errors import ApiError
+from sgflow.service.models import cursor_page
 from sgflow.service.multipart import parse_form
 from sgflow.store import AsyncFileStore, StoredFile
 
@@ -151,7 +152,13 @@ async def list_files(
     if order not in ("asc", "desc"):
         raise ApiError(422, "request.invalid", "`order` must be asc or desc", field="query:order")
     if after is not None and len(after) > 64:
-        raise file_not_found(after)
+        raise ApiError(
+            422,
+            "request.invalid",
+            "`after` is a file id from a page before (at most 64 characters)",
+            field="query:after",
+            limit=64,
+        )
     listed = await files.list(
         tenant.name, limit=size, newest_first=order == "desc", after=after, purpose=purpose
     )
@@ -159,13 +166,7 @@ async def list_files(
         raise ApiError(422, "request.invalid", f"there is no file {after}", field="query:after")
     found, has_more = listed
     data = [_object(f) for f in found]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
+    return cursor_page(data, has_more=has_more)
 
 
 @router.get("/{file_id}", summary="A file's object (OpenAI)")
