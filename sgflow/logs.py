@@ -1,4 +1,6 @@
-"""Structured logs: one JSON object per line, with whatever ``extra=`` a call site adds."""
+"""Structured logs: one JSON object per line, with whatever ``extra=`` a call site adds, and
+the ``trace_id`` and ``span_id`` of the span the line was logged in (:mod:`sgflow.traces`), so
+a run's lines in every process can be found by its trace id."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import json
 import logging
 import sys
 import time
+
+from sgflow.traces import current_ids
 
 __all__ = ["setup_logging"]
 
@@ -21,6 +25,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ids = current_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -75,6 +75,18 @@ DEPRECATED: dict[str, str] = {
 _URL_LIST_SPLIT = re.compile(r"[,\s]+")
 
 
+def parse_headers(text: str) -> dict[str, str]:
+    """``key=value,key2=value2`` (OpenTelemetry's header list) as a mapping; raises
+    ValueError for a pair without ``=`` or a name that is not a header name."""
+    out: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name.strip()):
+            raise ValueError("headers are `name=value` pairs separated by commas")
+        out[name.strip()] = value.strip()
+    return out
+
+
 class Settings(BaseSettings):
     """Every setting of every sgflow process; see the module docstring for the names.
 
@@ -236,6 +248,26 @@ class Settings(BaseSettings):
         description="`sgflow engine`: let llama.cpp print its own logs; default false (quiet)",
     )
 
+    # -- traces (sgflow.traces) -----------------------------------------------------------
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="export OpenTelemetry spans (API request -> run -> step -> engine call) "
+        "over OTLP/HTTP to this URL, e.g. http://collector:4318/v1/traces; default none "
+        "(spans and trace ids are still made, for the run records and the logs, not sent)",
+    )
+    otlp_headers: SecretStr | None = Field(
+        default=None,
+        description="headers sent with every export, `key=value,key2=value2` (e.g. a "
+        "collector's API key); default none",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="share of new traces exported (a caller's traceparent decides for its "
+        "own); default 1.0",
+    )
+
     # -- the client and the CLI's client commands -----------------------------------------
     api_url: str = Field(
         default=DEFAULT_API_URL,
@@ -273,10 +305,21 @@ class Settings(BaseSettings):
     def _check_urls(cls, urls: list[str]) -> list[str]:
         return [_engine_url(url) for url in urls]
 
-    @field_validator("router_url", "api_url")
+    @field_validator("router_url", "api_url", "otlp_endpoint")
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
         return None if url is None or url == "" else _http_url(url)
+
+    @field_validator("otlp_headers")
+    @classmethod
+    def _check_headers(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_headers(value.get_secret_value())
+        return value
+
+    def otlp_header_map(self) -> dict[str, str]:
+        """``otlp_headers`` as a mapping."""
+        return parse_headers(self.otlp_headers.get_secret_value()) if self.otlp_headers else {}
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -15,6 +15,10 @@ streamed: ``step.delta`` events ``{"step", "branch", "attempt", "text"}`` carry 
 generated since the previous delta, at most one per :data:`DELTA_INTERVAL_S`, and add up to
 the attempt's text. An exception the sink raises on a delta (a cancellation, a deadline)
 stops the generation at once and ends the run with that exception.
+
+Each step is a span (``step <id>``) and each call to the engine inside it another
+(``engine.generate``, one per attempt, or ``engine.select``), children of the span current
+when :func:`execute` is called (:mod:`sgflow.traces`); fork branches continue their fork's.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 import sglang as sgl
 
+from sgflow import traces
 from sgflow.adapters.plan import require
 from sgflow.errors import CODES
 from sgflow.execution.endpoints import capabilities_of
@@ -46,6 +51,9 @@ EventSink = Callable[[str, dict[str, Any]], None]
 MAX_FORK_ITEMS = 32
 LOOP_PENALTY = 0.5  # frequency penalty of the attempt after one that ran into max_tokens
 DELTA_INTERVAL_S = 0.25
+# a trace keeps the head and the tail of a step's prompt: enough to read what the step asked,
+# without copying a 100,000-character document into every run record of a batch
+MAX_TRACE_PROMPT_CHARS = 8000
 
 
 @dataclass
@@ -55,6 +63,9 @@ class StepTrace:
     branch: int | None = None
     constraint: str = "free"
     prompt_chars: int = 0
+    # the step's own turns as sent (chat-formatted), after the prompt_chars the conversation
+    # already had; past MAX_TRACE_PROMPT_CHARS, its head and tail around a marker
+    prompt: str = ""
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -147,29 +158,41 @@ class _Run:
         for step in steps:
             self._check_time(step.id)
             trace = StepTrace(step=step.id, branch=branch)
-            if branch is None and step.id in self.completed:
-                ctx["steps"][step.id] = self._replay(s, step, ctx, self.completed[step.id])
-                trace.status = "resumed"
-                self.trace.append(trace)
-                continue
-            if step.condition is not None and not self._eval(step.condition, ctx, step.id):
-                trace.status = "skipped"
-                ctx["steps"][step.id] = None
-                self._finish(trace, None, skipped=True)
-                continue
-            self.on_event("step.started", {"step": step.id, "branch": branch})
-            trace.prompt_chars = len(s.text())
-            try:
-                value = self._step(s, step, ctx, trace)
-            except RunError as exc:
-                # the step that ended the run stays in the trace: its attempts, tokens and
-                # validation errors are what a user reads to see why
-                trace.status = "cancelled" if exc.code == "run.cancelled" else "failed"
-                trace.latency_s = round(trace.latency_s, 4)
-                self.trace.append(trace)
-                raise
-            ctx["steps"][step.id] = value
-            self._finish(trace, value, text=_assistant_text(value))
+            with traces.span(
+                f"step {step.id}",
+                attributes={"sgflow.step.id": step.id, "sgflow.step.branch": branch},
+            ) as span:
+                try:
+                    self._one_step(s, step, ctx, trace, branch)
+                finally:
+                    traces.set_attributes(span, _step_attributes(trace))
+
+    def _one_step(
+        self, s: Any, step: StepIR, ctx: dict[str, Any], trace: StepTrace, branch: int | None
+    ) -> None:
+        if branch is None and step.id in self.completed:
+            ctx["steps"][step.id] = self._replay(s, step, ctx, self.completed[step.id])
+            trace.status = "resumed"
+            self.trace.append(trace)
+            return
+        if step.condition is not None and not self._eval(step.condition, ctx, step.id):
+            trace.status = "skipped"
+            ctx["steps"][step.id] = None
+            self._finish(trace, None, skipped=True)
+            return
+        self.on_event("step.started", {"step": step.id, "branch": branch})
+        trace.prompt_chars = len(s.text())
+        try:
+            value = self._step(s, step, ctx, trace)
+        except RunError as exc:
+            # the step that ended the run stays in the trace: its attempts, tokens and
+            # validation errors are what a user reads to see why
+            trace.status = "cancelled" if exc.code == "run.cancelled" else "failed"
+            trace.latency_s = round(trace.latency_s, 4)
+            self.trace.append(trace)
+            raise
+        ctx["steps"][step.id] = value
+        self._finish(trace, value, text=_assistant_text(value))
 
     def _step(self, s: Any, step: StepIR, ctx: dict[str, Any], trace: StepTrace) -> Any:
         if step.system is not None:
@@ -179,10 +202,14 @@ class _Run:
             user = f"{user}\n\n{step.think.prompt}" if user else step.think.prompt
         if user is not None:
             s += sgl.user(user)
+        if step.system is not None or user is not None:
+            trace.prompt = _excerpt(s.text()[trace.prompt_chars :], MAX_TRACE_PROMPT_CHARS)
         if step.think is not None:
             name = f"{step.id}__thought"
-            s += sgl.assistant(sgl.gen(name, max_tokens=step.think.max_tokens, temperature=0))
-            ctx["steps"][name] = self._value(s, name, step.id)
+            with self._engine_call("engine.generate", "free", 1) as call:
+                s += sgl.assistant(sgl.gen(name, max_tokens=step.think.max_tokens, temperature=0))
+                ctx["steps"][name] = self._value(s, name, step.id)
+                _note_call(call, s.get_meta_info(name))
             self._account(trace, s.get_meta_info(name))
             _raise_if_aborted(s.get_meta_info(name), step.id)
             s += sgl.user(step.think.answer_prompt)
@@ -192,8 +219,10 @@ class _Run:
             return text
         if step.select is not None:
             t0 = time.perf_counter()
-            s += sgl.assistant(sgl.select(step.id, choices=list(step.select)))
-            value = self._value(s, step.id, step.id)
+            with self._engine_call("engine.select", "select", 1) as call:
+                s += sgl.assistant(sgl.select(step.id, choices=list(step.select)))
+                value = self._value(s, step.id, step.id)
+                traces.set_attributes(call, {"sgflow.choices": len(step.select)})
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = 1
             trace.constraint = "select"
@@ -226,9 +255,11 @@ class _Run:
         trace.constraint = c.origin or c.kind
         if c.kind == "free":
             t0 = time.perf_counter()
-            with self._streamed(s, trace, attempt=1):
-                s += sgl.assistant(self._gen_expr(step.id, gen, gen.temperature))
-                text = self._value(s, step.id, step.id)
+            with self._engine_call("engine.generate", "free", 1) as call:
+                with self._streamed(s, trace, attempt=1):
+                    s += sgl.assistant(self._gen_expr(step.id, gen, gen.temperature))
+                    text = self._value(s, step.id, step.id)
+                _note_call(call, s.get_meta_info(step.id))
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = 1
             self._account(trace, s.get_meta_info(step.id))
@@ -239,14 +270,25 @@ class _Run:
         for attempt in range(1, self.ir.max_attempts + 1):
             name = f"{step.id}__{attempt}"
             t0 = time.perf_counter()
-            with self._streamed(branch, trace, attempt=attempt):
-                branch += sgl.assistant(self._gen_expr(name, gen, temperature, penalty))
-                text = self._value(branch, name, step.id)
+            with self._engine_call("engine.generate", c.kind, attempt) as call:
+                with self._streamed(branch, trace, attempt=attempt):
+                    branch += sgl.assistant(self._gen_expr(name, gen, temperature, penalty))
+                    text = self._value(branch, name, step.id)
+                meta = branch.get_meta_info(name) or {}
+                _note_call(call, meta)
+                value, problems = self._parse(text, meta, gen)
+                traces.set_attributes(
+                    call,
+                    {
+                        "sgflow.validation.valid": not problems,
+                        "sgflow.validation.errors": [
+                            f"{p['pointer']}: {p['message']}"[:200] for p in problems[:5]
+                        ],
+                    },
+                )
             trace.latency_s += time.perf_counter() - t0
             trace.attempts = attempt
-            meta = branch.get_meta_info(name) or {}
             self._account(trace, meta)
-            value, problems = self._parse(text, meta, gen)
             if not problems:
                 s += sgl.assistant(text)  # the accepted answer joins the conversation
                 return value
@@ -390,16 +432,32 @@ class _Run:
         if not items:
             return []
         branches = s.fork(len(items))
+        fork_span = traces.current_context()  # the pool's threads continue the fork's span
 
         def run_branch(i: int) -> dict[str, Any]:
             local = {**ctx, fork.var: items[i], "steps": dict(ctx["steps"])}
-            self._steps(branches[i], fork.steps, local, branch=i)
+            with traces.attach(fork_span):
+                self._steps(branches[i], fork.steps, local, branch=i)
             return {sub.id: local["steps"].get(sub.id) for sub in fork.steps}
 
         with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
             return list(pool.map(run_branch, range(len(items))))
 
     # -- helpers -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _engine_call(self, name: str, kind: str, attempt: int) -> Iterator[traces.Span]:
+        """The span of one call to the engine (a CLIENT span: the engine's time)."""
+        with traces.span(
+            name,
+            kind=traces.SpanKind.CLIENT,
+            attributes={
+                "sgflow.constraint.kind": kind,
+                "sgflow.attempt": attempt,
+                "server.address": getattr(self.endpoint, "base_url", None),
+            },
+        ) as call:
+            yield call
 
     def _value(self, s: Any, name: str, step: str) -> Any:
         try:
@@ -465,6 +523,42 @@ class _Run:
         self.on_event("step.finished", event)
 
 
+def _note_call(call: traces.Span, meta: dict[str, Any] | None) -> None:
+    """An engine call's tokens and finish reason, as its span's attributes."""
+    meta = meta or {}
+    finish = meta.get("finish_reason")
+    reason = finish.get("type") if isinstance(finish, dict) else finish
+    traces.set_attributes(
+        call,
+        {
+            "gen_ai.usage.input_tokens": meta.get("prompt_tokens"),
+            "gen_ai.usage.output_tokens": meta.get("completion_tokens"),
+            "sgflow.cached_tokens": meta.get("cached_tokens"),
+            "gen_ai.response.finish_reasons": [str(reason)] if reason else None,
+        },
+    )
+    if isinstance(finish, dict) and finish.get("type") == "abort":
+        traces.fail(
+            call, {"code": finish.get("code") or "engine.error", "message": finish.get("message")}
+        )
+
+
+def _step_attributes(trace: StepTrace) -> dict[str, Any]:
+    """A step's span attributes, from its trace."""
+    return {
+        "sgflow.step.status": trace.status,
+        "sgflow.constraint.kind": trace.constraint,
+        "sgflow.attempts": trace.attempts,
+        "gen_ai.usage.input_tokens": trace.prompt_tokens,
+        "gen_ai.usage.output_tokens": trace.completion_tokens,
+        "sgflow.cached_tokens": trace.cached_tokens,
+        "sgflow.latency_s": round(trace.latency_s, 4),
+        "sgflow.validation.valid": not trace.validation_errors
+        if trace.constraint not in ("free", "select", "fork")
+        else None,
+    }
+
+
 def _templated(
     fn: Callable[[str, dict[str, Any]], Any], source: str, ctx: dict[str, Any], step: str
 ) -> Any:
@@ -482,6 +576,15 @@ def _assistant_text(value: Any) -> str | None:
     if value is None or isinstance(value, list):
         return None
     return json.dumps(value, ensure_ascii=False)
+
+
+def _excerpt(text: str, limit: int) -> str:
+    """``text``, or past ``limit`` characters its head and tail around a marker that says
+    how many were left out."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[… {len(text) - 2 * half} characters …]\n{text[-half:]}"
 
 
 def _turn(role: str, text: str) -> Any:

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
-from sgflow import __version__
+from sgflow import __version__, traces
 from sgflow.service.compile_check import VocabularyCheck
 from sgflow.service.errors import install_error_handlers
 from sgflow.service.events import BLOCK_MS, EventHub
@@ -31,6 +31,7 @@ from sgflow.service.middleware import (
     BodySizeLimitMiddleware,
     JsonBodyMiddleware,
     RequestContextMiddleware,
+    TracingMiddleware,
 )
 from sgflow.service.routes import api_router
 from sgflow.service.routes.files import FORM_OVERHEAD
@@ -80,6 +81,7 @@ def create_app(
     """
     if settings is None:
         settings = apply(Settings())
+        traces.configure(settings, "sgflow-api")
         for problem in settings.warnings():
             log.warning(problem)
     owned = redis_client is None
@@ -114,6 +116,7 @@ def create_app(
         yield
         await hub.close()
         app.state.vocabulary_check.close()
+        traces.shutdown()
         if owned:
             await client.aclose()
 
@@ -164,6 +167,7 @@ def create_app(
         timeout_s=settings.body_timeout_s,
     )
     app.add_middleware(RequestContextMiddleware, dev_mode=settings.dev_mode)
+    app.add_middleware(TracingMiddleware)  # outermost: the access log line is in the span
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router)

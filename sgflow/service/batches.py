@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from sgflow import traces
 from sgflow.grammars.validation import validation_errors
 from sgflow.programs.compiler import program_hash
 from sgflow.programs.model import Program
@@ -213,31 +214,38 @@ async def submit_batch(
     await submitter.bodies.put(phash, dumped)
     batch_id = "batch_" + uuid.uuid4().hex
     deadline_at = None if deadline_s is None else time.time() + float(deadline_s)
-    record = await batches.create(
-        batch_id=batch_id,
-        tenant=tenant.name,
-        program=label,
-        program_hash=phash,
-        total=len(lines),
-        deadline_at=deadline_at,
-    )
-    try:
-        await batches.add_lines(
-            record,
-            [(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
-            priority=priority,
+    # the batch's span: each line's run continues it (sgflow.traces)
+    with traces.span(
+        "batch", attributes={"sgflow.batch.id": batch_id, "sgflow.batch.lines": len(lines)}
+    ):
+        record = await batches.create(
+            batch_id=batch_id,
+            tenant=tenant.name,
+            program=label,
+            program_hash=phash,
+            total=len(lines),
+            deadline_at=deadline_at,
+            traceparent=traces.traceparent(),
         )
-        await batches.start(batch_id)
-        if await batches.is_cancelled(batch_id):
-            await batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
-    except Exception as exc:
-        err = (
-            exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
-        )
-        await batches.fail(batch_id, err.to_body()["error"], total=len(lines))
-        raise
-    await submitter.send_batch_start(batch_id, priority=priority)
-    return await batches.get(batch_id) or record
+        try:
+            await batches.add_lines(
+                record,
+                [(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
+                priority=priority,
+            )
+            await batches.start(batch_id)
+            if await batches.is_cancelled(batch_id):
+                await batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
+        except Exception as exc:
+            err = (
+                exc
+                if isinstance(exc, ApiError)
+                else ApiError(500, "internal", "creating runs failed")
+            )
+            await batches.fail(batch_id, err.to_body()["error"], total=len(lines))
+            raise
+        await submitter.send_batch_start(batch_id, priority=priority)
+        return await batches.get(batch_id) or record
 
 
 # -- cancellation and results -------------------------------------------------------------------

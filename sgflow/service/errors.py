@@ -44,6 +44,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sgflow import traces
 from sgflow.errors import SgflowError
 from sgflow.jsonbounds import JsonBoundsError
 from sgflow.openai.errors import openai_error
@@ -105,7 +106,9 @@ def speaks_openai(path: str | None) -> bool:
 
 def error_response(err: SgflowError, *, path: str | None = None) -> JSONResponse:
     """The response for ``err``: its status, body and headers; in OpenAI's shape when
-    ``path`` (the request's) is one of :data:`OPENAI_PATHS`."""
+    ``path`` (the request's) is one of :data:`OPENAI_PATHS`. The code is noted on the
+    request's span."""
+    traces.note(code=err.code)
     if speaks_openai(path):
         answer = openai_error(err)
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)

@@ -1,5 +1,5 @@
-"""ASGI middleware: request ids and access logs, unexpected errors, the body-size limit,
-bounded JSON bodies.
+"""ASGI middleware: request spans, request ids and access logs, unexpected errors, the
+body-size limit, bounded JSON bodies.
 
 All are plain ASGI (no ``BaseHTTPMiddleware``), so streaming responses pass untouched.
 """
@@ -17,6 +17,7 @@ import anyio.to_thread
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sgflow import traces
 from sgflow.errors import SgflowError
 from sgflow.jsonbounds import JsonBoundsError, loads
 from sgflow.service.errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "BodySizeLimitMiddleware",
     "JsonBodyMiddleware",
     "RequestContextMiddleware",
+    "TracingMiddleware",
 ]
 
 JSON_BODY = "sgflow.json_body"  # scope["state"] key: (value, text) of the parsed body
@@ -43,6 +45,69 @@ access_log = logging.getLogger("sgflow.service.access")
 log = logging.getLogger("sgflow.service")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class TracingMiddleware:
+    """One SERVER span per HTTP request, named ``METHOD /route/{template}`` (a path's ids
+    are not in its name), continuing the caller's W3C ``traceparent`` when it sends one. It
+    is current while the request is handled, so runs submitted by the request join its
+    trace (:mod:`sgflow.traces`) and log lines carry its ids. The answer's status is an
+    attribute (5xx marks the span failed), as is the error code of an error answer; a
+    ``traceparent`` header in the answer names the span."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        parent = traces.context_of(headers.get("traceparent"))
+        method = scope["method"]
+        with traces.span(
+            method,
+            kind=traces.SpanKind.SERVER,
+            parent=parent,
+            attributes={"http.request.method": method, "url.path": scope["path"]},
+        ) as span:
+            status = 500
+
+            async def send_traced(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    header = traces.traceparent()
+                    if header:
+                        MutableHeaders(scope=message).append("traceparent", header)
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_traced)
+            finally:
+                route = _route_template(scope)
+                if route:
+                    span.update_name(f"{method} {route}")
+                traces.set_attributes(
+                    span, {"http.route": route, "http.response.status_code": status}
+                )
+                if status >= 500:
+                    traces.fail(span, {"message": f"HTTP {status}"})
+
+
+def _route_template(scope: Scope) -> str | None:
+    """The matched route's path with its parameters named (``/v1/runs/{run_id}``), from the
+    path and its parameters (a nested router's route knows only its own part); None when no
+    route matched."""
+    if scope.get("route") is None:
+        return None
+    template = str(scope["path"])
+    for name, value in (scope.get("path_params") or {}).items():
+        spelled = str(value)
+        at = template.rfind(spelled) if spelled else -1
+        if at >= 0:
+            template = f"{template[:at]}{{{name}}}{template[at + len(spelled) :]}"
+    return template
 
 
 class RequestContextMiddleware:

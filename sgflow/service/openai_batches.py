@@ -31,6 +31,7 @@ import uuid
 from functools import partial
 from typing import Any
 
+from sgflow import traces
 from sgflow.errors import SgflowError
 from sgflow.openai import (
     BatchLimits,
@@ -178,35 +179,42 @@ async def create_openai_batch(
         planned.append((request.custom_id, uuid.uuid4().hex, plan.inputs))
         own.append((label, phash))
     batch_id = "batch_" + uuid.uuid4().hex
-    record = await batches.create(
-        batch_id=batch_id,
-        tenant=tenant.name,
-        program=own[0][0],
-        program_hash=own[0][1],
-        total=len(planned),
-        deadline_at=time.time() + COMPLETION_WINDOW_S,
-    )
-    await files.put_batch_facts(
-        batch_id,
-        endpoint=endpoint,
-        input_file_id=file_id,
-        completion_window="24h",
-        metadata=metadata,
-        content=content,
-    )
-    try:
-        await batches.add_lines(record, planned, programs=own)
-        await batches.start(batch_id)
-        if await batches.is_cancelled(batch_id):
-            await batches.cancel_unfinished(batch_id)
-    except Exception as exc:
-        failure = (
-            exc if isinstance(exc, ApiError) else ApiError(500, "internal", "creating runs failed")
+    # the batch's span: each line's run continues it (sgflow.traces)
+    with traces.span(
+        "batch", attributes={"sgflow.batch.id": batch_id, "sgflow.batch.lines": len(planned)}
+    ):
+        record = await batches.create(
+            batch_id=batch_id,
+            tenant=tenant.name,
+            program=own[0][0],
+            program_hash=own[0][1],
+            total=len(planned),
+            deadline_at=time.time() + COMPLETION_WINDOW_S,
+            traceparent=traces.traceparent(),
         )
-        await batches.fail(batch_id, failure.to_body()["error"], total=len(planned))
-        raise
-    await submitter.send_batch_start(batch_id)
-    return await batches.get(batch_id) or record
+        await files.put_batch_facts(
+            batch_id,
+            endpoint=endpoint,
+            input_file_id=file_id,
+            completion_window="24h",
+            metadata=metadata,
+            content=content,
+        )
+        try:
+            await batches.add_lines(record, planned, programs=own)
+            await batches.start(batch_id)
+            if await batches.is_cancelled(batch_id):
+                await batches.cancel_unfinished(batch_id)
+        except Exception as exc:
+            failure = (
+                exc
+                if isinstance(exc, ApiError)
+                else ApiError(500, "internal", "creating runs failed")
+            )
+            await batches.fail(batch_id, failure.to_body()["error"], total=len(planned))
+            raise
+        await submitter.send_batch_start(batch_id)
+        return await batches.get(batch_id) or record
 
 
 async def openai_batch_view(

@@ -21,6 +21,7 @@ from typing import Any
 import anyio.to_thread
 from celery import Celery
 
+from sgflow import traces
 from sgflow.errors import SgflowError
 from sgflow.grammars.validation import validation_errors
 from sgflow.programs.checker import check_program
@@ -129,6 +130,7 @@ class RunSubmitter:
                 max_active=self.max_active_runs,
                 idempotency_key=idempotency_key,
                 digest=digest,
+                traceparent=traces.traceparent(),  # the request's span: the run continues it
             )
         except ActiveRunLimit as exc:
             raise too_many_runs(exc) from None
@@ -284,6 +286,7 @@ def run_view(run: Run, *, base_url: str = "/v1") -> dict[str, Any]:
         "usage": result.get("usage"),
         "error": run.error,
         "batch": run.parent,
+        "trace_id": run.trace_id,
         "status_url": f"{base_url}/runs/{run.id}",
         "events_url": f"{base_url}/runs/{run.id}/events",
     }

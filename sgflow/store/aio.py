@@ -101,6 +101,7 @@ class AsyncRunStore:
         max_active: int | None = None,
         idempotency_key: str | None = None,
         digest: str = "",
+        traceparent: str | None = None,
     ) -> Submitted:
         return await self._run(
             runs.submit(
@@ -115,6 +116,7 @@ class AsyncRunStore:
                 max_active=max_active,
                 idempotency_key=idempotency_key,
                 digest=digest,
+                traceparent=traceparent,
             )
         )
 
@@ -196,6 +198,7 @@ class AsyncBatchStore:
         program_hash: str,
         total: int,
         deadline_at: float | None,
+        traceparent: str | None = None,
     ) -> BatchRecord:
         return await self._run(
             batches.create(
@@ -206,6 +209,7 @@ class AsyncBatchStore:
                 program_hash=program_hash,
                 total=total,
                 deadline_at=deadline_at,
+                traceparent=traceparent,
             )
         )
 

@@ -127,8 +127,10 @@ def create(
     program_hash: str,
     total: int,
     deadline_at: float | None,
+    traceparent: str | None = None,
 ) -> Op[BatchRecord]:
-    """Store a ``validating`` batch and index it for ``tenant`` and the sweep."""
+    """Store a ``validating`` batch and index it for ``tenant`` and the sweep;
+    ``traceparent`` is the batch's span, which its lines' runs continue."""
     k = cfg.keys
     now = cfg.clock()
     fields: dict[str, str] = {
@@ -141,6 +143,7 @@ def create(
         "deadline_at": "" if deadline_at is None else repr(deadline_at),
         "total": str(total),
         "cancelled": "0",
+        "traceparent": traceparent or "",
     }
     steps = [
         call("hset", k.batch(batch_id), mapping=dict[Any, Any](fields)),
@@ -180,6 +183,7 @@ def add_lines(
                     "inputs": inputs,
                     "parent": record.id,
                     "priority": priority,
+                    "traceparent": record.traceparent,
                 }
                 for i, (_, run_id, inputs) in enumerate(chunk)
             ),

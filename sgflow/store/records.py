@@ -119,10 +119,17 @@ class Run:
     parent: str | None
     cancel_requested: bool
     deadline_at: float | None = None
+    traceparent: str | None = None  # W3C context of the span that made the run
 
     @property
     def finished(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def trace_id(self) -> str | None:
+        """The run's trace id (32 hex digits), from its ``traceparent``."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Run:
@@ -149,6 +156,7 @@ class Run:
             parent=raw.get("parent") or None,
             cancel_requested=raw.get("cancel_requested") == "1",
             deadline_at=_float(raw.get("deadline_at")),
+            traceparent=raw.get("traceparent") or None,
         )
 
     def past_deadline(self, now: float) -> bool:
@@ -177,6 +185,7 @@ class BatchRecord:
     completed_at: float | None
     failed_at: float | None
     cancelled_at: float | None
+    traceparent: str | None = None  # the batch span: every line's run span is its child
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> BatchRecord:
@@ -201,6 +210,7 @@ class BatchRecord:
             completed_at=t("completed_at"),
             failed_at=t("failed_at"),
             cancelled_at=t("cancelled_at"),
+            traceparent=raw.get("traceparent") or None,
         )
 
 

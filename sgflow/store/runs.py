@@ -79,6 +79,7 @@ def create(
     parent: str | None = None,
     priority: int = 0,
     deadline_at: float | None = None,
+    traceparent: str | None = None,
 ) -> Op[Run]:
     """Store a queued run (event ``run.queued``) and index it; idempotent on ``run_id``.
 
@@ -87,8 +88,9 @@ def create(
     ``program`` is ``name@version`` or ``"inline"``; ``parent`` the batch id, if any;
     ``deadline_at`` (epoch seconds) when the run must be done by, if ever: past it, a
     queued run is failed with ``run.deadline_exceeded`` (by :func:`claim` or the reaper)
-    and a running one by its worker. The run does not count against its tenant's
-    concurrency cap (see :func:`submit`).
+    and a running one by its worker; ``traceparent`` the W3C context of the span that made
+    it, which the worker's run span continues (:mod:`sgflow.traces`). The run does not count
+    against its tenant's concurrency cap (see :func:`submit`).
     """
     _outcome, detail = yield _create_eval(
         cfg,
@@ -100,6 +102,7 @@ def create(
         parent=parent,
         priority=priority,
         deadline_at=deadline_at,
+        traceparent=traceparent,
     )
     return _run_of_flat(detail)
 
@@ -126,6 +129,7 @@ def submit(
     max_active: int | None = None,
     idempotency_key: str | None = None,
     digest: str = "",
+    traceparent: str | None = None,
 ) -> Op[Submitted]:
     """Create a run as a client asked for it, in one atomic script: counted against
     ``tenant``'s cap of ``max_active`` queued or running runs (default None: no cap, not
@@ -152,6 +156,7 @@ def submit(
             max_active=max_active,
             idempotency=None if idempotency_key is None else (idempotency_key, run_id, digest),
             replace=replace,
+            traceparent=traceparent,
         )
         outcome = as_str(outcome)
         if outcome == "limited":
@@ -201,6 +206,7 @@ def _create_eval(
     max_active: int | None = None,
     idempotency: tuple[str, str, str] | None = None,
     replace: bool = False,
+    traceparent: str | None = None,
 ) -> Eval:
     """:data:`lua.CREATE` for one run; its reply is ``{outcome, detail}``. ``idempotency``
     is ``(key, run id, body digest)``."""
@@ -224,6 +230,7 @@ def _create_eval(
         "parent": parent or "",
         "cancel_requested": "0",
         "deadline_at": "" if deadline_at is None else repr(float(deadline_at)),
+        "traceparent": traceparent or "",
     }
     k = cfg.keys
     keys = [k.run(run_id), k.events(run_id), k.tenant_runs(tenant), k.queued, k.deadlines, k.active]

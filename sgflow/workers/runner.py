@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from sgflow import traces
 from sgflow.adapters.detect import EngineUnrecognised
 from sgflow.execution import RunResult, execute
 from sgflow.programs import RunError, compile_program
@@ -172,6 +173,26 @@ class Runner:
         run = self.store.get(claim.run_id)
         if run is None:
             return "skipped"
+        # this attempt's span continues the span that made the run (the API request, or the
+        # batch), whichever process runs it and however often it is resumed
+        with traces.span(
+            f"run {run.program}",
+            kind=traces.SpanKind.CONSUMER,
+            parent=traces.context_of(run.traceparent),
+            attributes={
+                "sgflow.run.id": run.id,
+                "sgflow.program": run.program,
+                "sgflow.run.attempt": claim.attempt,
+                "sgflow.batch.id": run.parent,
+                "sgflow.worker": self.worker_id,
+            },
+        ) as span:
+            outcome = self._execute_run(attempt, run)
+            traces.set_attributes(span, {"sgflow.run.outcome": outcome})
+            return outcome
+
+    def _execute_run(self, attempt: _Attempt, run: Run) -> str:
+        claim = attempt.claim
         body = self.bodies.get(run.program_hash)
         if body is None:
             return self._finish(
@@ -301,6 +322,19 @@ class Runner:
     def _finish(
         self, attempt: _Attempt, status: str, *, output: Any = None, error: Any = None
     ) -> str:
+        span = traces.current_span()
+        usage = output.get("usage") if isinstance(output, dict) else None
+        traces.set_attributes(
+            span,
+            {
+                "sgflow.run.status": status,
+                "gen_ai.usage.input_tokens": (usage or {}).get("prompt_tokens"),
+                "gen_ai.usage.output_tokens": (usage or {}).get("completion_tokens"),
+                "sgflow.cached_tokens": (usage or {}).get("cached_tokens"),
+            },
+        )
+        if error:
+            traces.fail(span, error)
         written = self.store.finish(attempt.claim, status=status, output=output, error=error)  # type: ignore[arg-type]
         return status if written else "already_finished"
 

@@ -27,11 +27,12 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutdown
 
+from sgflow import traces
 from sgflow.execution import endpoint_for
 from sgflow.programs.compiler import compile_program, static_prefix
 from sgflow.programs.model import Program
 from sgflow.settings import Settings, apply, mask, redis_warnings
-from sgflow.store import BatchStore, ProgramBodies, RunStore
+from sgflow.store import BatchRecord, BatchStore, ProgramBodies, RunStore
 from sgflow.workers.batches import fan_out, warm_prefix
 from sgflow.workers.celery_app import (
     DEFAULT_BROKER,
@@ -58,6 +59,7 @@ __all__ = [
 log = logging.getLogger("sgflow.workers.tasks")
 
 SETTINGS = apply(Settings())
+traces.configure(SETTINGS, "sgflow-worker")
 app = celery_from(SETTINGS)
 engines = EnginePool(SETTINGS.worker_engine_urls, factory=endpoint_for)
 
@@ -106,6 +108,17 @@ def batch_start_task(batch_id: str) -> int:
     record = batches.get(batch_id)
     if record is None:
         return 0
+    with traces.span(
+        "batch.start",
+        kind=traces.SpanKind.CONSUMER,
+        parent=traces.context_of(record.traceparent),
+        attributes={"sgflow.batch.id": batch_id, "sgflow.batch.lines": record.total},
+    ):
+        return _start_batch(batches, record)
+
+
+def _start_batch(batches: BatchStore, record: BatchRecord) -> int:
+    batch_id = record.id
     prefix = None
     body = _runner().bodies.get(record.program_hash)
     try:
@@ -155,6 +168,7 @@ def _stop_reaper(**_: Any) -> None:
     """Stop reaping and withdraw this worker's announcement, so /readyz stops counting it
     at once rather than when the key's TTL runs out."""
     _reaper_stop.set()
+    traces.shutdown()
     try:
         _runner().store.withdraw_worker(worker_id())
     except redis.RedisError:

@@ -21,7 +21,7 @@ class Stack:
     """Tenants ``acme`` and ``globex``: ``*_key`` secrets, ``acme``/``globex`` httpx clients,
     ``acme_cli`` the ``--api``/``--key`` arguments of the CLI."""
 
-    def __init__(self, engine_url: str) -> None:
+    def __init__(self, engine_url: str, *, worker_env: dict[str, str] | None = None) -> None:
         self.prefix = f"sgflow-test-{uuid.uuid4().hex[:10]}:"
         self.redis = redis.Redis.from_url(REDIS_URL, decode_responses=True)
         env = {
@@ -30,6 +30,7 @@ class Stack:
             "SGFLOW_PREFIX": self.prefix,
             "SGFLOW_ENGINE_URLS": engine_url,
             "SGFLOW_LEASE_S": "5",
+            **(worker_env or {}),
         }
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "sgflow.cli", "worker", "--concurrency", "2"],

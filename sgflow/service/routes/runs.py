@@ -160,9 +160,9 @@ async def run_events(
             field="header:Last-Event-ID",
         ) from None
     stream = (
-        _finished_stream(store, run.id, after)
+        _finished_stream(store, run.id, after, run.trace_id)
         if run.finished
-        else _live_stream(store, hub, run.id, after)
+        else _live_stream(store, hub, run.id, after, run.trace_id)
     )
     return EventSourceResponse(
         stream,
@@ -172,23 +172,26 @@ async def run_events(
     )
 
 
-def _sse(event: tuple[str, str, dict[str, Any]]) -> ServerSentEvent:
+def _sse(event: tuple[str, str, dict[str, Any]], trace_id: str | None) -> ServerSentEvent:
+    """One event as SSE; its data carries the run's ``trace_id``."""
     event_id, kind, data = event
+    if trace_id is not None:
+        data = {**data, "trace_id": trace_id}
     return ServerSentEvent(data=json.dumps(data), event=kind, id=event_id)
 
 
 async def _finished_stream(
-    store: AsyncRunStore, run_id: str, after: str
+    store: AsyncRunStore, run_id: str, after: str, trace_id: str | None
 ) -> AsyncIterator[ServerSentEvent]:
     """A finished run's events after ``after``: its history, read a page at a time."""
     while events := await store.read_events(run_id, after, count=500):
         for event in events:
-            yield _sse(event)
+            yield _sse(event, trace_id)
         after = events[-1][0]
 
 
 async def _live_stream(
-    store: AsyncRunStore, hub: EventHub, run_id: str, after: str
+    store: AsyncRunStore, hub: EventHub, run_id: str, after: str, trace_id: str | None
 ) -> AsyncIterator[ServerSentEvent]:
     """History, then live events through the hub, until ``run.finished`` (or until the
     hub drops a subscriber that fell too far behind)."""
@@ -205,7 +208,7 @@ async def _live_stream(
                 if over and not await store.read_events(run_id, sub.last_id, count=1):
                     return
                 continue
-            yield _sse(event)
+            yield _sse(event, trace_id)
             if event[1] == "run.finished":
                 return
 
