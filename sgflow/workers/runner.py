@@ -189,6 +189,10 @@ class Runner:
         ) as span:
             outcome = self._execute_run(attempt, run)
             traces.set_attributes(span, {"sgflow.run.outcome": outcome})
+            log.info(
+                "run attempt ended",
+                extra={"run_id": run.id, "attempt": claim.attempt, "outcome": outcome},
+            )
             return outcome
 
     def _execute_run(self, attempt: _Attempt, run: Run) -> str:

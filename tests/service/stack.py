@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import redis
@@ -21,7 +22,13 @@ class Stack:
     """Tenants ``acme`` and ``globex``: ``*_key`` secrets, ``acme``/``globex`` httpx clients,
     ``acme_cli`` the ``--api``/``--key`` arguments of the CLI."""
 
-    def __init__(self, engine_url: str, *, worker_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        engine_url: str,
+        *,
+        worker_env: dict[str, str] | None = None,
+        worker_log: Path | None = None,
+    ) -> None:
         self.prefix = f"sgflow-test-{uuid.uuid4().hex[:10]}:"
         self.redis = redis.Redis.from_url(REDIS_URL, decode_responses=True)
         env = {
@@ -32,11 +39,12 @@ class Stack:
             "SGFLOW_LEASE_S": "5",
             **(worker_env or {}),
         }
+        self._log = open(worker_log, "wb") if worker_log else None  # noqa: SIM115 (closed in close())
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "sgflow.cli", "worker", "--concurrency", "2"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log or subprocess.DEVNULL,
         )
         settings = Settings(redis_url=REDIS_URL, redis_prefix=self.prefix, engine_urls=[engine_url])
         self.server = ServerThread(create_app(settings))
@@ -61,5 +69,7 @@ class Stack:
             self.worker.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.worker.kill()
+        if self._log is not None:
+            self._log.close()
         for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
             self.redis.delete(key)

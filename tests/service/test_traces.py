@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -69,13 +70,19 @@ CLIENT_SPAN = uuid.uuid4().hex[:16]
 
 
 @pytest.fixture(scope="module")
-def traced(engine: EngineProcess) -> Iterator[tuple[Stack, InMemorySpanExporter, OtlpReceiver]]:
+def traced(
+    engine: EngineProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Stack, InMemorySpanExporter, OtlpReceiver]]:
     receiver = OtlpReceiver()
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     before = traces.install(provider)
-    stack = Stack(engine.url, worker_env={"SGFLOW_OTLP_ENDPOINT": receiver.url})
+    stack = Stack(
+        engine.url,
+        worker_env={"SGFLOW_OTLP_ENDPOINT": receiver.url},
+        worker_log=tmp_path_factory.mktemp("worker") / "worker.log",
+    )
     try:
         yield stack, memory, receiver
     finally:
@@ -183,6 +190,19 @@ def test_a_multi_step_run_is_one_span_tree_from_the_api_request_to_each_engine_c
     for branch in branches:
         assert branch.name == "step word"
         assert [c.name for c in _children(spans, branch)] == ["engine.generate"]
+
+    # the worker's log lines about the run carry its trace id
+    assert stack._log is not None
+
+    def logged() -> list[dict[str, Any]]:
+        lines = Path(stack._log.name).read_text().splitlines()
+        entries = [json.loads(x) for x in lines if x.startswith("{")]
+        return [
+            e for e in entries if e.get("run_id") == run["id"] and e["msg"] == "run attempt ended"
+        ]
+
+    (line,) = _wait_for(logged, "the worker's log line")
+    assert line["trace_id"] == CLIENT_TRACE and line["span_id"] == run_span.span_id
 
     # the run's events carry its trace id
     with stack.acme.stream("GET", f"/v1/runs/{run['id']}/events") as events:
