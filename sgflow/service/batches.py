@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,30 +212,56 @@ async def submit_batch(
     # the body is stored once by its hash, so every line runs the version resolved now
     phash, dumped = await run_cpu(_checked, resolved, lines)
     await submitter.bodies.put(phash, dumped)
-    batch_id = "batch_" + uuid.uuid4().hex
     deadline_at = None if deadline_s is None else time.time() + float(deadline_s)
-    # the batch's span: each line's run continues it (sgflow.traces)
+    return await open_batch(
+        submitter,
+        batches,
+        tenant,
+        program=(label, phash),
+        lines=[(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
+        deadline_at=deadline_at,
+        priority=priority,
+    )
+
+
+async def open_batch(
+    submitter: RunSubmitter,
+    batches: AsyncBatchStore,
+    tenant: Tenant,
+    *,
+    program: tuple[str, str],
+    lines: list[tuple[str, str, dict[str, Any]]],
+    deadline_at: float | None,
+    priority: int = 0,
+    programs: list[tuple[str, str]] | None = None,
+    before_lines: Callable[[BatchRecord], Awaitable[None]] | None = None,
+) -> BatchRecord:
+    """Store a checked batch of ``(custom_id, run_id, inputs)`` lines running ``program``
+    (``(label, program hash)``; or each line its own, ``programs``), create its runs, start
+    it and send the workers its start message. ``before_lines`` stores what else belongs to
+    the batch before its lines exist (an OpenAI batch's facts). If creating runs fails half
+    way, the batch ends ``failed``, its created lines are cancelled and the rest counted
+    failed. The batch is a span (``batch``); every line's run continues it."""
+    batch_id = "batch_" + uuid.uuid4().hex
     with traces.span(
         "batch", attributes={"sgflow.batch.id": batch_id, "sgflow.batch.lines": len(lines)}
     ):
         record = await batches.create(
             batch_id=batch_id,
             tenant=tenant.name,
-            program=label,
-            program_hash=phash,
+            program=program[0],
+            program_hash=program[1],
             total=len(lines),
             deadline_at=deadline_at,
             traceparent=traces.traceparent(),
         )
+        if before_lines is not None:
+            await before_lines(record)
         try:
-            await batches.add_lines(
-                record,
-                [(line.custom_id, uuid.uuid4().hex, line.inputs) for line in lines],
-                priority=priority,
-            )
+            await batches.add_lines(record, lines, priority=priority, programs=programs)
             await batches.start(batch_id)
             if await batches.is_cancelled(batch_id):
-                await batches.cancel_unfinished(batch_id)  # cancelled while its lines were created
+                await batches.cancel_unfinished(batch_id)  # cancelled while its lines were made
         except Exception as exc:
             err = (
                 exc

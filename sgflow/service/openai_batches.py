@@ -31,7 +31,6 @@ import uuid
 from functools import partial
 from typing import Any
 
-from sgflow import traces
 from sgflow.errors import SgflowError
 from sgflow.openai import (
     BatchLimits,
@@ -50,7 +49,7 @@ from sgflow.openai import (
 )
 from sgflow.openai.batches import BATCH_ENDPOINTS
 from sgflow.service.auth import Tenant
-from sgflow.service.batches import batch_view
+from sgflow.service.batches import batch_view, open_batch
 from sgflow.service.errors import ApiError
 from sgflow.service.offload import run_cpu
 from sgflow.service.routes.openai import plan_request
@@ -178,43 +177,27 @@ async def create_openai_batch(
             stored.add(phash)
         planned.append((request.custom_id, uuid.uuid4().hex, plan.inputs))
         own.append((label, phash))
-    batch_id = "batch_" + uuid.uuid4().hex
-    # the batch's span: each line's run continues it (sgflow.traces)
-    with traces.span(
-        "batch", attributes={"sgflow.batch.id": batch_id, "sgflow.batch.lines": len(planned)}
-    ):
-        record = await batches.create(
-            batch_id=batch_id,
-            tenant=tenant.name,
-            program=own[0][0],
-            program_hash=own[0][1],
-            total=len(planned),
-            deadline_at=time.time() + COMPLETION_WINDOW_S,
-            traceparent=traces.traceparent(),
-        )
+
+    async def keep_facts(record: BatchRecord) -> None:
         await files.put_batch_facts(
-            batch_id,
+            record.id,
             endpoint=endpoint,
             input_file_id=file_id,
             completion_window="24h",
             metadata=metadata,
             content=content,
         )
-        try:
-            await batches.add_lines(record, planned, programs=own)
-            await batches.start(batch_id)
-            if await batches.is_cancelled(batch_id):
-                await batches.cancel_unfinished(batch_id)
-        except Exception as exc:
-            failure = (
-                exc
-                if isinstance(exc, ApiError)
-                else ApiError(500, "internal", "creating runs failed")
-            )
-            await batches.fail(batch_id, failure.to_body()["error"], total=len(planned))
-            raise
-        await submitter.send_batch_start(batch_id)
-        return await batches.get(batch_id) or record
+
+    return await open_batch(
+        submitter,
+        batches,
+        tenant,
+        program=own[0],
+        lines=planned,
+        programs=own,
+        deadline_at=time.time() + COMPLETION_WINDOW_S,
+        before_lines=keep_facts,
+    )
 
 
 async def openai_batch_view(
