@@ -166,9 +166,10 @@ def _vocabulary_errors(prog: Any, file: str) -> list[Any]:
     from sgflow.grammars import get_limits
     from sgflow.programs.compiler import compile_program
     from sgflow.programs.errors import ProgramError
+    from sgflow.programs.report import step_pointers
 
     ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
-    pointers = _step_pointers(prog.steps, "/steps")
+    pointers = step_pointers(prog.steps)
     limits = get_limits()  # installed from the settings by `sgflow check`
     errors: list[Any] = []
     pool = CompilePool(
@@ -204,24 +205,10 @@ def _vocabulary_errors(prog: Any, file: str) -> list[Any]:
     return errors
 
 
-def _step_pointers(steps: Any, pointer: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for i, step in enumerate(steps):
-        out[step.id] = f"{pointer}/{i}"
-        if step.fork is not None:
-            out.update(_step_pointers(step.fork.steps, f"{pointer}/{i}/fork/steps"))
-    return out
-
-
 def _prefix(prog: Any, file: str) -> dict[str, Any]:
-    from sgflow.programs.compiler import compile_program, prefix_layout
+    from sgflow.programs.report import prefix_report
 
-    layout = prefix_layout(compile_program(prog, base_dir=str(Path(file).resolve().parent)))
-    return {
-        "shared_chars": len(layout.text),
-        "breaks_at": layout.breaks_at,
-        "static_chars_after": layout.static_after,
-    }
+    return prefix_report(prog, base_dir=str(Path(file).resolve().parent))
 
 
 def _print_prefix(prefix: dict[str, Any]) -> None:
@@ -245,17 +232,12 @@ def _print_plan(engine: dict[str, Any], plans: list[dict[str, Any]]) -> None:
 def _explain(prog: Any, file: str, caps: Any = None) -> list[dict[str, Any]]:
     from sgflow.adapters.plan import explain_schema
     from sgflow.adapters.sglang import CAPABILITIES as SGLANG
-    from sgflow.programs.compiler import compile_program
+    from sgflow.programs.report import explain_report
 
-    ir = compile_program(prog, base_dir=str(Path(file).resolve().parent))
-    out: list[dict[str, Any]] = []
-    for step in ir.iter_steps():
-        if step.gen is not None and step.gen.constraint.schema is not None:
-            rows = explain_schema(step.gen.constraint.schema, caps or SGLANG)
-            out.append({"where": f"step {step.id}", "keywords": rows})
-    # output.schema is not generated under a grammar: every keyword of it is checked by
-    # jsonschema after the run, so it has no enforcement report.
-    return out
+    def rows_for(schema: dict[str, Any]) -> list[dict[str, Any]]:
+        return explain_schema(schema, caps or SGLANG)
+
+    return explain_report(prog, rows_for, base_dir=str(Path(file).resolve().parent))
 
 
 def _print_explain(sections: list[dict[str, Any]]) -> None:

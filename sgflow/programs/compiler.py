@@ -109,11 +109,14 @@ class PrefixLayout:
     """What runs of a program share: ``text``, the chat-formatted prefix every run starts
     with; ``breaks_at``, the turn where the first per-input text appears (None: nowhere in
     the opening turns); ``static_after``, literal characters of the opening turns after that
-    point, which runs cannot share (moving per-input text after them would let them)."""
+    point, which runs cannot share (moving per-input text after them would let them);
+    ``fields``, the JSON pointers (into the program) of the turns the prefix covers, wholly
+    or, for the last one when ``breaks_at`` is set, up to its first template mark."""
 
     text: str
     breaks_at: str | None
     static_after: int
+    fields: tuple[str, ...] = ()
 
 
 def _static_head(template: str) -> tuple[str, bool]:
@@ -122,16 +125,20 @@ def _static_head(template: str) -> tuple[str, bool]:
     return (template, True) if cut < 0 else (template[:cut], False)
 
 
-def _opening_turns(ir: ProgramIR) -> list[tuple[str, str, str]]:
-    """``(where, role, template)`` of what every run sends before its first generation."""
-    turns = [("system", "system", ir.system)] if ir.system is not None else []
-    turns += [(f"context {i + 1}", role, text) for i, (role, text) in enumerate(ir.context)]
+def _opening_turns(ir: ProgramIR) -> list[tuple[str, str, str, str]]:
+    """``(where, role, template, pointer)`` of what every run sends before its first
+    generation; ``pointer`` is the template's place in the program."""
+    turns = [("system", "system", ir.system, "/system")] if ir.system is not None else []
+    turns += [
+        (f"context {i + 1}", role, text, f"/context/{i}/content")
+        for i, (role, text) in enumerate(ir.context)
+    ]
     first = ir.steps[0] if ir.steps else None
     if first is not None and first.condition is None:
         if first.system is not None:
-            turns.append((f"step `{first.id}` system", "system", first.system))
+            turns.append((f"step `{first.id}` system", "system", first.system, "/steps/0/system"))
         if first.user is not None and first.think is None:
-            turns.append((f"step `{first.id}` user", "user", first.user))
+            turns.append((f"step `{first.id}` user", "user", first.user, "/steps/0/user"))
     return turns
 
 
@@ -143,17 +150,19 @@ def prefix_layout(ir: ProgramIR, *, chat_template: str = "chatml") -> PrefixLayo
     history: list[dict[str, str]] = []
     parts: list[str] = []
     turns = _opening_turns(ir)
-    for i, (where, role, content) in enumerate(turns):
+    fields: list[str] = []
+    for i, (where, role, content, pointer) in enumerate(turns):
         head, whole = _static_head(content)
         prefix, suffix = template.get_prefix_and_suffix(role, history)
         parts.append(prefix + (render(content, {}) if whole else head))
+        fields.append(pointer)
         if not whole:
-            rest = [content[len(head) :]] + [t for _, _, t in turns[i + 1 :]]
+            rest = [content[len(head) :]] + [t for _, _, t, _ in turns[i + 1 :]]
             after = sum(len(_TAGS.sub("", t).strip()) for t in rest)
-            return PrefixLayout("".join(parts), where, after)
+            return PrefixLayout("".join(parts), where, after, tuple(fields))
         parts.append(suffix)
         history.append({"role": role, "content": content})
-    return PrefixLayout("".join(parts), None, 0)
+    return PrefixLayout("".join(parts), None, 0, tuple(fields))
 
 
 def static_prefix(ir: ProgramIR, *, chat_template: str = "chatml") -> str | None:

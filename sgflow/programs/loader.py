@@ -22,9 +22,14 @@ MAX_PROGRAM_BYTES = 1_000_000
 
 @dataclass
 class Source:
+    """A parsed program: ``data``, and per JSON pointer its ``lines`` (1-based, of the key
+    for a mapping's member) and ``spans`` (``(start, end)`` character offsets into the text:
+    from a member's key, or an item's first character, to the end of its value)."""
+
     data: Any
     file: str | None = None
     lines: dict[str, int] = field(default_factory=dict)
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def line_of(self, pointer: str) -> int | None:
         """The line of ``pointer`` or of its nearest ancestor that has one."""
@@ -32,6 +37,16 @@ class Source:
         while True:
             if p in self.lines:
                 return self.lines[p]
+            if not p:
+                return None
+            p = p.rsplit("/", 1)[0]
+
+    def span_of(self, pointer: str) -> tuple[int, int] | None:
+        """The span of ``pointer`` or of its nearest ancestor that has one."""
+        p = pointer
+        while True:
+            if p in self.spans:
+                return self.spans[p]
             if not p:
                 return None
             p = p.rsplit("/", 1)[0]
@@ -68,17 +83,18 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def _walk(node: yaml.Node, pointer: str, lines: dict[str, int]) -> None:
-    lines[pointer] = node.start_mark.line + 1
+def _walk(node: yaml.Node, pointer: str, source: Source) -> None:
+    source.lines[pointer] = node.start_mark.line + 1
+    source.spans[pointer] = (node.start_mark.index, node.end_mark.index)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = f"{pointer}/{_escape(str(key.value))}"
-            lines[child] = key.start_mark.line + 1
-            _walk(value, child, lines)
-            lines[child] = key.start_mark.line + 1
+            _walk(value, child, source)
+            source.lines[child] = key.start_mark.line + 1
+            source.spans[child] = (key.start_mark.index, value.end_mark.index)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, f"{pointer}/{i}", lines)
+            _walk(item, f"{pointer}/{i}", source)
 
 
 def parse_source(text: str, file: str | None = None) -> Source:
@@ -90,7 +106,6 @@ def parse_source(text: str, file: str | None = None) -> Source:
             limit=MAX_PROGRAM_BYTES,
             hint="split it, or move long texts into inputs",
         )
-    lines: dict[str, int] = {}
     try:
         data, node = load_yaml(text)
     except yaml.YAMLError as exc:
@@ -105,9 +120,10 @@ def parse_source(text: str, file: str | None = None) -> Source:
             limit=exc.limit,
             hint=exc.hint,
         ) from None
+    source = Source(data=data, file=file)
     if node is not None:
-        _walk(node, "", lines)
-    return Source(data=data, file=file, lines=lines)
+        _walk(node, "", source)
+    return source
 
 
 def load_source(path: str | Path) -> Source:
