@@ -23,7 +23,7 @@ from sgflow.service.deps import (
     TenantDep,
     program_not_found,
 )
-from sgflow.service.errors import ApiError, loc_to_field
+from sgflow.service.errors import ApiError
 from sgflow.service.models import (
     ErrorResponse,
     ProgramDetail,
@@ -32,6 +32,7 @@ from sgflow.service.models import (
     ProgramVersions,
 )
 from sgflow.service.offload import run_cpu
+from sgflow.service.program_check import CheckReport, check_program_body, source_text
 
 __all__ = ["router"]
 
@@ -96,25 +97,16 @@ def _checked(data: Any, text: str) -> tuple[dict[str, Any], str | None]:
     """The program data and its YAML source (None for a JSON program), checked.
     Raises 422 with every problem the static checker finds, each with its line.
     CPU-bound (the checker compiles grammars): run it with :func:`run_cpu`."""
-    if isinstance(data, dict) and "source" in data:
-        extra = sorted(set(data) - {"source"})
-        if extra or not isinstance(data["source"], str):
-            where = loc_to_field(("body", extra[0] if extra else "source"))
-            raise ApiError(
-                422,
-                "request.invalid",
-                'send either a program, or {"source": "<YAML text>"} and nothing else',
-                field=where,
-                hint="`source` is the program file's text, as a string",
-            )
+    yaml_text = source_text(data)
+    if yaml_text is not None:
         try:
-            source = parse_source(data["source"])
+            source = parse_source(yaml_text)
         except SourceError as exc:
             raise _invalid([exc.problem()]) from None
         errors = check_source(source)
         if errors:
             raise _invalid(errors)
-        return source.data, data["source"]
+        return source.data, yaml_text
     errors = check_source(Source(data=data))
     if errors:
         # only failures pay for the YAML pass that maps pointers to lines
@@ -169,6 +161,27 @@ async def create_program(
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/programs/{stored.name}/{stored.version}"
     return ProgramDetail.of(stored)
+
+
+@router.post(
+    "/check",
+    openapi_extra=_BODY_DOC,
+    responses={400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+)
+async def check_program(_tenant: TenantDep, body: JsonBodyDep) -> CheckReport:
+    """Check a program as ``POST /v1/programs`` would, and store nothing: what ``sgflow
+    check --explain`` reports, placed in the source for an editor.
+
+    200 whether or not the program has problems: ``ok``, ``errors`` (code, field, line,
+    span, message, hint), the program's ``ref`` and ``inputs_schema``, when ``ok`` the
+    program as JSON, and (when it compiles, problems or not) the shared ``prefix`` (its
+    text, and the spans of the source it comes from) and ``explain`` (per keyword of each
+    step's JSON Schema: ``enforced`` by the grammar, ``validated`` after generation,
+    ``rejected`` or ``ignored``). 422
+    ``request.invalid`` for a ``source`` that is not a string or has other fields beside
+    it; a hostile source is refused with the bounded loader's code (``limit.yaml_aliases``,
+    ``json.duplicate_key``, ``limit.json_size``…), ``field`` ``/source`` and its ``line``."""
+    return await run_cpu(check_program_body, body.data, body.text)
 
 
 @router.get("")
