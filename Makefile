@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 WHEEL_DIR ?= $(HOME)/.cache/sgflow/wheels/llama-cpp-python-$(LLAMA_VERSION)-avx2
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install run engine peers test check lint types unit bench clean
+.PHONY: install run engine peers playground browser test check lint types unit bench clean
 
 install: $(STAMP)
 
@@ -49,7 +49,18 @@ check: lint types
 peers: install
 	$(BIN)/sgflow peers install all
 
-test: check peers
+# The playground's bundle (sgflow/service/playground/static, committed: running sgflow needs
+# no Node): the locked packages, a type check, then esbuild with fixed options.
+playground:
+	cd playground && npm ci --no-audit --no-fund && npx tsc --noEmit -p . && node build.mjs
+
+# Debian's Chromium for the playground's browser tests (tests/playground), once per machine.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+test: check peers browser
 	$(BIN)/pytest -q -ra
 
 bench: install

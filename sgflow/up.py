@@ -115,7 +115,7 @@ def _banner(cluster: Cluster) -> None:
     key = cluster.create_key("dev", name="sgflow up")
     store = "embedded Valkey (AOF, data in " + str(cluster.data_dir / "valkey") + ")"
     lines = [
-        f"\nsgflow is up: {api}  (docs: {api}/docs)",
+        f"\nsgflow is up: {api}  (docs: {api}/docs, playground: {api}/playground)",
         f"  store: {cluster.redis_url if cluster.config.redis_url else store}",
         f"  engines: {', '.join(cluster.engine_urls)}",
     ]

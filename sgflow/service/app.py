@@ -33,6 +33,7 @@ from sgflow.service.middleware import (
     RequestContextMiddleware,
     TracingMiddleware,
 )
+from sgflow.service.playground import router as playground_router
 from sgflow.service.routes import api_router
 from sgflow.service.routes.files import FORM_OVERHEAD
 from sgflow.service.runs import RunSubmitter
@@ -171,6 +172,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(api_router)
+    app.include_router(playground_router)
     return app
 
 

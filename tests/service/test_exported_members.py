@@ -20,6 +20,8 @@ MODULES = [
     "middleware",
     "models",
     "offload",
+    "playground",
+    "program_check",
     "routes",
     "routes.batches",
     "routes.openai",
