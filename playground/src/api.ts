@@ -102,3 +102,10 @@ export async function callLines<T = unknown>(path: string): Promise<T[]> {
 }
 
 export { errorOf };
+
+/** An error as one line for the page: the API's code, field, message and hint. */
+export function describeError(error: unknown): string {
+  if (error instanceof ApiError) return error.describe();
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Request, Route, expect
 
 from tests.playground.conftest import Pages, shot
 from tests.service.stack import Stack
@@ -223,6 +223,44 @@ def test_an_invalid_step_shows_each_attempt_with_its_pointers(page: Page) -> Non
     shot(page, "run-invalid")
 
 
+def test_a_broken_event_stream_is_resumed_with_last_event_id(page: Page) -> None:
+    """The first connection to the run's events is cut after two events (the page is
+    answered with the start of the real stream); the page must reconnect with the id of
+    the last event it read and still show the whole run."""
+    asked: list[str | None] = []
+    kept: list[str] = []
+
+    def cut_first(route: Route, request: Request) -> None:
+        asked.append(request.headers.get("last-event-id"))
+        if len(asked) > 1:
+            route.continue_()
+            return
+        whole = route.fetch().text()  # the real stream, to run.finished
+        events = [e for e in whole.split("\r\n\r\n") if e.startswith("id:")]
+        kept.extend(events[:2])
+        route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body="\r\n\r\n".join(kept) + "\r\n\r\n",
+        )
+
+    open_playground(page)
+    set_program(page, STREAMED.replace("max_tokens: 48", "max_tokens: 16"))
+    expect(page.locator("#check-status")).to_have_text("✓ sea-notes@1 checks")
+    page.route("**/v1/runs/*/events", cut_first)
+    page.get_by_label("topic").fill("rain")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#run-status")).to_have_text("run succeeded")
+    last_kept = kept[-1].split("\r\n")[0].removeprefix("id:").strip()
+    assert asked[:2] == [None, last_kept], (asked, kept)
+    expect(page.locator("#timeline .run-event", has_text="stream resumed")).to_have_count(1)
+    for step in ("note", "card"):
+        expect(page.locator(f'#timeline li.step[data-step="{step}"]')).to_have_attribute(
+            "data-status", "ok"
+        )
+    assert set(output_json(page, "#output")) == {"note", "card"}
+
+
 def test_extract_from_pasted_text_and_from_a_document(page: Page) -> None:
     open_playground(page)
     page.get_by_role("tab", name="Extract").click()
@@ -234,8 +272,18 @@ def test_extract_from_pasted_text_and_from_a_document(page: Page) -> None:
     expect(page.locator("#extract-trace table.trace tbody tr[data-step]")).to_have_count(1)
     shot(page, "extract-text")
 
+    # a document: a file read in the page, split into chunks at blank lines
     page.get_by_label("A document (chunks)").check()
-    page.locator("#extract-chunks").fill(
+    page.get_by_label("Document file").set_input_files(
+        files=[
+            {
+                "name": "contoso.txt",
+                "mimeType": "text/plain",
+                "buffer": b"Contoso Ltd makes software.\n\nIt was founded in 1975.\n",
+            }
+        ]
+    )
+    expect(page.locator("#extract-chunks")).to_have_value(
         "Contoso Ltd makes software.\n---\nIt was founded in 1975."
     )
     page.get_by_role("button", name="Extract", exact=True).click()
