@@ -99,6 +99,9 @@ def _serve_engine(args: argparse.Namespace) -> int:
     settings = load_settings("engine")
     if settings is None:
         return 2
+    from sgflow import traces
+
+    traces.configure(settings, "sgflow-engine")
     engine = Engine(_engine_config(args, llama_log=settings.llama_log))
     url = f"http://{args.host}:{args.port}"
     print(

@@ -56,6 +56,7 @@ __all__ = [
     "fail",
     "install",
     "note",
+    "record",
     "set_attributes",
     "shutdown",
     "span",
@@ -165,6 +166,24 @@ def set_attributes(current: Span, attributes: Mapping[str, Any]) -> None:
 def note(*, code: str) -> None:
     """Put an error ``code`` on the current span (an error answer, a refused request)."""
     trace.get_current_span().set_attribute("sgflow.error.code", code)
+
+
+def record(
+    name: str,
+    *,
+    parent: otel_context.Context | None,
+    start_ns: int,
+    end_ns: int,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+) -> otel_context.Context:
+    """A span of something already over (its times measured while it ran, e.g. on the
+    engine's decode thread); returns its context, to record children under it."""
+    done = _tracer().start_span(
+        name, context=parent, kind=kind, attributes=_clean(attributes or {}), start_time=start_ns
+    )
+    done.end(end_time=max(start_ns, end_ns))
+    return trace.set_span_in_context(done, parent)
 
 
 def traceparent() -> str | None:

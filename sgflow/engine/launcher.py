@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,13 @@ def free_port() -> int:
 class EngineProcess:
     """A running ``sgflow engine``; ``url`` is its base URL. Use as a context manager."""
 
-    def __init__(self, *extra: str, port: int | None = None, startup_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        *extra: str,
+        port: int | None = None,
+        startup_s: float = 120.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.gettempdir()) / f"sgflow-engine-{self.port}.log"
@@ -33,6 +40,7 @@ class EngineProcess:
             [sys.executable, "-m", "sgflow.cli", "engine", "--port", str(self.port), *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None,
         )
         deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:

@@ -242,6 +242,7 @@ class Scheduler:
             self._waiting.popleft()
             self._dequeued(1)
             seq.slot = acquired.slot
+            seq.admitted_at = time.perf_counter()
             seq.cached = acquired.reused
             seq.n_in_kv = acquired.reused
             self._prompted += len(seq.prompt)

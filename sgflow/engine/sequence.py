@@ -51,6 +51,7 @@ class Sequence:
     finish: dict[str, Any] | None = None
     cancelled: bool = False
     created: float = field(default_factory=time.perf_counter)
+    admitted_at: float | None = None  # given a slot (perf_counter)
     first_token_at: float | None = None
     # logprobs, by absolute prompt position for input ones
     input_lp: dict[int, float | None] = field(default_factory=dict)

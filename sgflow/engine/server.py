@@ -4,6 +4,12 @@ Routes: ``POST /generate``; ``GET /model_info`` and ``/server_info`` with the de
 ``/get_model_info`` and ``/get_server_info`` that ``sglang.RuntimeEndpoint`` calls;
 ``POST /flush_cache``; ``GET /health``, ``/health_generate``; ``GET /get_load`` (the shape
 ``sglang-router`` sums for its load-aware policies); ``GET /v1/models``.
+
+Each sequence ``/generate`` runs is traced (:mod:`sgflow.traces`), continuing the caller's
+``traceparent``: a SERVER span ``engine /generate`` with its tokens, finish reason and
+constraint, and under it where its time went: ``engine.prepare`` (tokenizing, compiling the
+grammar), ``engine.queue`` (waiting for a slot), ``engine.prefill`` (to the first token) and
+``engine.decode``. Exported only when ``SGFLOW_OTLP_ENDPOINT`` is set.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from sgflow import __version__
+from sgflow import __version__, traces
 from sgflow.engine.engine import Engine
 from sgflow.engine.errors import BadRequest, EngineError
 from sgflow.engine.model_api import hf_architectures
@@ -52,11 +59,15 @@ def create_app(engine: Engine) -> FastAPI:
         engine.scheduler.check_room()  # refuse before compiling anything when the queue is full
         loop = asyncio.get_running_loop()
         updates: asyncio.Queue[Update] = asyncio.Queue()
+        timing = _Timing(traces.context_of(request.headers.get("traceparent")))
 
         def sink(update: Update) -> None:
             loop.call_soon_threadsafe(updates.put_nowait, update)
+            if update.finished:
+                loop.call_soon_threadsafe(timing.record, update)
 
         seqs, is_list = await run_in_threadpool(engine.prepare, req, sink)
+        timing.seqs = seqs
         engine.submit(seqs)
         if req.stream:
             return StreamingResponse(
@@ -181,6 +192,57 @@ def create_app(engine: Engine) -> FastAPI:
         }
 
     return app
+
+
+class _Timing:
+    """The spans of a request's sequences, recorded as each one finishes (times measured
+    on the decode thread, as ``perf_counter``, turned into wall-clock nanoseconds)."""
+
+    def __init__(self, parent: Any) -> None:
+        self.parent = parent
+        self.wall_ns = time.time_ns()
+        self.began = time.perf_counter()
+        self.seqs: list[Sequence] = []
+
+    def _ns(self, at: float) -> int:
+        return self.wall_ns + int((at - self.began) * 1e9)
+
+    def record(self, update: Update) -> None:
+        if update.index >= len(self.seqs):
+            return
+        try:
+            self._record(self.seqs[update.index], update.meta_info)
+        except Exception:  # tracing never fails a request
+            log.exception("could not record a sequence's spans")
+
+    def _record(self, seq: Sequence, meta: dict[str, Any]) -> None:
+        end = time.perf_counter()
+        finish = meta.get("finish_reason") or {}
+        constraint = seq.spec.params.constraint()
+        request = traces.record(
+            "engine /generate",
+            parent=self.parent,
+            start_ns=self.wall_ns,
+            end_ns=self._ns(end),
+            kind=traces.SpanKind.SERVER,
+            attributes={
+                "gen_ai.usage.input_tokens": meta.get("prompt_tokens"),
+                "gen_ai.usage.output_tokens": meta.get("completion_tokens"),
+                "sgflow.cached_tokens": meta.get("cached_tokens"),
+                "gen_ai.response.finish_reasons": [str(finish.get("type"))],
+                "sgflow.constraint.kind": constraint.kind if constraint else "free",
+                "sgflow.engine.index": seq.spec.index,
+            },
+        )
+        admitted = seq.admitted_at or end
+        first = seq.first_token_at or end
+        for name, start, stop in (
+            ("engine.prepare", self.began, seq.created),
+            ("engine.queue", seq.created, admitted),
+            ("engine.prefill", admitted, first),
+            ("engine.decode", first, end),
+        ):
+            traces.record(name, parent=request, start_ns=self._ns(start), end_ns=self._ns(stop))
 
 
 async def _final(updates: asyncio.Queue[Update]) -> Update:

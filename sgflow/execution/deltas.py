@@ -42,13 +42,30 @@ class Pieces:
 
 
 class DeltaSinks:
-    """The sinks registered per state. Keyed by the state, not the thread: the frontend
-    generates on each state's own worker thread."""
+    """The sinks registered per state, and the trace headers its requests carry. Keyed by
+    the state, not the thread: the frontend generates on each state's own worker thread,
+    where neither the sink nor the caller's span would be found."""
 
     _sinks: dict[int, DeltaSink]
+    _traced: dict[int, dict[str, str]]
 
     def _init_sinks(self) -> None:
         self._sinks = {}
+        self._traced = {}
+
+    @contextmanager
+    def traced(self, state: Any, headers: dict[str, str]) -> Iterator[None]:
+        """While the block runs, requests for ``state``'s generations carry ``headers``
+        (the W3C ``traceparent`` of the caller's span: the engine's spans join its trace)."""
+        key = id(getattr(state, "stream_executor", state))
+        self._traced[key] = headers
+        try:
+            yield
+        finally:
+            self._traced.pop(key, None)
+
+    def trace_headers(self, s: Any) -> dict[str, str]:
+        return self._traced.get(id(s), {})
 
     @contextmanager
     def deltas(self, state: Any, sink: DeltaSink) -> Iterator[None]:

@@ -206,7 +206,7 @@ class _Run:
             trace.prompt = _excerpt(s.text()[trace.prompt_chars :], MAX_TRACE_PROMPT_CHARS)
         if step.think is not None:
             name = f"{step.id}__thought"
-            with self._engine_call("engine.generate", "free", 1) as call:
+            with self._engine_call("engine.generate", "free", 1, s) as call:
                 s += sgl.assistant(sgl.gen(name, max_tokens=step.think.max_tokens, temperature=0))
                 ctx["steps"][name] = self._value(s, name, step.id)
                 _note_call(call, s.get_meta_info(name))
@@ -219,7 +219,7 @@ class _Run:
             return text
         if step.select is not None:
             t0 = time.perf_counter()
-            with self._engine_call("engine.select", "select", 1) as call:
+            with self._engine_call("engine.select", "select", 1, s) as call:
                 s += sgl.assistant(sgl.select(step.id, choices=list(step.select)))
                 value = self._value(s, step.id, step.id)
                 traces.set_attributes(call, {"sgflow.choices": len(step.select)})
@@ -255,7 +255,7 @@ class _Run:
         trace.constraint = c.origin or c.kind
         if c.kind == "free":
             t0 = time.perf_counter()
-            with self._engine_call("engine.generate", "free", 1) as call:
+            with self._engine_call("engine.generate", "free", 1, s) as call:
                 with self._streamed(s, trace, attempt=1):
                     s += sgl.assistant(self._gen_expr(step.id, gen, gen.temperature))
                     text = self._value(s, step.id, step.id)
@@ -270,7 +270,7 @@ class _Run:
         for attempt in range(1, self.ir.max_attempts + 1):
             name = f"{step.id}__{attempt}"
             t0 = time.perf_counter()
-            with self._engine_call("engine.generate", c.kind, attempt) as call:
+            with self._engine_call("engine.generate", c.kind, attempt, branch) as call:
                 with self._streamed(branch, trace, attempt=attempt):
                     branch += sgl.assistant(self._gen_expr(name, gen, temperature, penalty))
                     text = self._value(branch, name, step.id)
@@ -446,18 +446,25 @@ class _Run:
     # -- helpers -----------------------------------------------------------------------------
 
     @contextmanager
-    def _engine_call(self, name: str, kind: str, attempt: int) -> Iterator[traces.Span]:
-        """The span of one call to the engine (a CLIENT span: the engine's time)."""
+    def _engine_call(self, name: str, kind: str, attempt: int, state: Any) -> Iterator[traces.Span]:
+        """The span of one call to the engine (a CLIENT span: the engine's time); the
+        requests ``state`` makes meanwhile carry its ``traceparent``."""
         with traces.span(
             name,
             kind=traces.SpanKind.CLIENT,
             attributes={
                 "sgflow.constraint.kind": kind,
                 "sgflow.attempt": attempt,
-                "server.address": getattr(self.endpoint, "base_url", None),
+                "server.address": getattr(self.endpoint, "base_url", None)
+                or getattr(self.endpoint, "url", None),
             },
         ) as call:
-            yield call
+            header = traces.traceparent()
+            if header is None or not hasattr(self.endpoint, "traced"):
+                yield call
+                return
+            with self.endpoint.traced(state, {"traceparent": header}):
+                yield call
 
     def _value(self, s: Any, name: str, step: str) -> Any:
         try:

@@ -68,17 +68,26 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    def _post(self, path: str, body: dict[str, Any], *, stream: bool = False) -> Any:
+    def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """``headers``: the caller's trace headers (engines that trace, vLLM and SGLang
+        among them, continue a ``traceparent``)."""
         if stream:  # a connection of its own: llama-server closes it after an SSE stream
             res = requests.post(
                 self.url + path,
                 json=body,
                 timeout=_TIMEOUT_S,
                 stream=True,
-                headers={"Connection": "close"},
+                headers={"Connection": "close", **(headers or {})},
             )
         else:
-            res = self.http.post(self.url + path, json=body, timeout=_TIMEOUT_S)
+            res = self.http.post(self.url + path, json=body, timeout=_TIMEOUT_S, headers=headers)
         if res.status_code >= 400:
             try:
                 said = self.adapter.error_message(res.json())
@@ -88,14 +97,20 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
             raise EngineRefused(res.status_code, said)
         return res if stream else res.json()
 
-    def complete(self, gen: Generation, sink: DeltaSink | None = None) -> Completion:
+    def complete(
+        self,
+        gen: Generation,
+        sink: DeltaSink | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> Completion:
         """One generation, cut at its first stop string (an engine may ignore some:
         LMDeploy honours only one-token stops, TGI at most four); with ``sink``, streamed
         into it, never past a stop string. Raises when the engine gave up instead of
         finishing (:func:`_finished`)."""
         if sink is None:
             body = self.adapter.body(gen, self.model)
-            with self._post(self.adapter.generate_path, body, stream=True) as res:
+            with self._post(self.adapter.generate_path, body, stream=True, headers=headers) as res:
                 done = self.adapter.completion(res.json())
                 header = self.adapter.prompt_tokens_header
                 if header and not done.prompt_tokens and res.headers.get(header, "").isdigit():
@@ -105,7 +120,8 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         path = self.adapter.stream_path or self.adapter.generate_path
         pieces = Pieces(sink, max((len(x) for x in gen.stop), default=0))
         state = StreamState()
-        with self._post(path, self.adapter.body(streamed, self.model), stream=True) as res:
+        body = self.adapter.body(streamed, self.model)
+        with self._post(path, body, stream=True, headers=headers) as res:
             for line in response_lines(res):
                 line = line.strip()
                 if line.startswith(b"data:"):
@@ -135,7 +151,7 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         lowered = lower(kind, source, self.capabilities)
         gen = _generation(s.text_, sampling_params, lowered)
         sink = self.sink_for(s)
-        done = self.complete(gen, None if lowered.wrapped else sink)
+        done = self.complete(gen, None if lowered.wrapped else sink, headers=self.trace_headers(s))
         text = unwrap(done.text) if lowered.wrapped else done.text
         if lowered.wrapped and sink is not None:
             sink(text, True)
@@ -151,11 +167,15 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
     def select(
         self, s: Any, choices: list[str], temperature: float, choices_method: Any = None
     ) -> ChoicesDecision:
+        headers = self.trace_headers(s)
         if self.capabilities.select.support == "native":
-            return self._scored(s.text_, choices, choices_method or token_length_normalized)
-        return self._constrained_choice(s.text_, choices)
+            method = choices_method or token_length_normalized
+            return self._scored(s.text_, choices, method, headers)
+        return self._constrained_choice(s.text_, choices, headers)
 
-    def _constrained_choice(self, prompt: str, choices: list[str]) -> ChoicesDecision:
+    def _constrained_choice(
+        self, prompt: str, choices: list[str], headers: dict[str, str] | None = None
+    ) -> ChoicesDecision:
         """The choice the model writes, greedily, under a constraint admitting only them."""
         lowered = choice_constraint(choices, self.capabilities)
         longest = max(len(c) for c in choices)
@@ -165,7 +185,7 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
             constraint=lowered.constraint,
             source=lowered.source,
         )
-        done = self.complete(gen)
+        done = self.complete(gen, headers=headers)
         text = unwrap(done.text) if lowered.wrapped else done.text
         if text not in choices:
             raise RuntimeError(
@@ -173,17 +193,23 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
             )
         return ChoicesDecision(decision=text, meta_info=done.meta_info())
 
-    def _scored(self, prompt: str, choices: list[str], method: Any) -> ChoicesDecision:
+    def _scored(
+        self, prompt: str, choices: list[str], method: Any, headers: dict[str, str] | None = None
+    ) -> ChoicesDecision:
         """Each choice scored by the mean log-probability of its tokens after ``prompt``."""
         adapter = self.adapter
         assert adapter.tokenize_path and adapter.score_path
         prefix = adapter.token_count(
-            self._post(adapter.tokenize_path, adapter.tokenize_body(prompt, self.model))
+            self._post(
+                adapter.tokenize_path, adapter.tokenize_body(prompt, self.model), headers=headers
+            )
         )
 
         def score(choice: str) -> list[float | None]:
             answer = self._post(
-                adapter.score_path or "", adapter.score_body(prompt + choice, self.model)
+                adapter.score_path or "",
+                adapter.score_body(prompt + choice, self.model),
+                headers=headers,
             )
             return adapter.continuation_logprobs(answer, prefix)
 
@@ -192,7 +218,7 @@ class EngineEndpoint(DeltaSinks, BaseBackend):  # type: ignore[misc]
         if any(not row or None in row for row in scored):
             # a token without a log-probability (TGI: one its prefix cache held): no score
             # can be trusted, so the choice is generated under a constraint instead
-            return self._constrained_choice(prompt, choices)
+            return self._constrained_choice(prompt, choices, headers)
         logprobs = [[float(lp) for lp in row if lp is not None] for row in scored]
         normalized = [sum(lp) / len(lp) for lp in logprobs]
         return method(

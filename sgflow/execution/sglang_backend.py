@@ -95,14 +95,30 @@ class SgflowEndpoint(DeltaSinks, RuntimeEndpoint):  # type: ignore[misc]
         if key is None and isinstance(ids, list) and ids and isinstance(ids[0], list):
             key = "input_ids"
         if key is None:
-            return super()._generate_http_request(s, data)
+            return self._post_generate(s, data)
         items = data[key]
 
         def one(item: Any) -> Any:
-            return RuntimeEndpoint._generate_http_request(self, s, {**data, key: item})
+            return self._post_generate(s, {**data, key: item})
 
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(items)))) as pool:
             return list(pool.map(one, items))
+
+    def _post_generate(self, s: Any, data: dict[str, Any]) -> Any:
+        """``POST /generate``, not streamed, with the state's trace headers."""
+        self._add_images(s, data)
+        res = requests.post(
+            self.base_url + "/generate",
+            json=data,
+            headers={**self._auth(), **self.trace_headers(s)},
+            timeout=_STREAM_TIMEOUT_S,
+            verify=self.verify if self.verify is not None else True,
+        )
+        self._assert_success(res)
+        return res.json()
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def _generate_streamed(
         self, s: Any, sampling_params: Any, sink: DeltaSink
@@ -114,12 +130,11 @@ class SgflowEndpoint(DeltaSinks, RuntimeEndpoint):  # type: ignore[misc]
             sink,
             max((len(x) for x in stop_strings(getattr(sampling_params, "stop", None))), default=0),
         )
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with requests.post(
             self.base_url + "/generate",
             json=data,
             stream=True,
-            headers=headers,
+            headers={**self._auth(), **self.trace_headers(s)},
             timeout=_STREAM_TIMEOUT_S,
             verify=self.verify if self.verify is not None else True,
         ) as res:

@@ -32,6 +32,7 @@ from sgflow.service.errors import (
 __all__ = [
     "JSON_BODY",
     "NDJSON_TYPES",
+    "UNTRACED_PATHS",
     "BodySizeLimitMiddleware",
     "JsonBodyMiddleware",
     "RequestContextMiddleware",
@@ -47,6 +48,10 @@ log = logging.getLogger("sgflow.service")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+# probes and scrapes, every few seconds: spans of them would bury the requests in a trace view
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class TracingMiddleware:
     """One SERVER span per HTTP request, named ``METHOD /route/{template}`` (a path's ids
     are not in its name), continuing the caller's W3C ``traceparent`` when it sends one. It
@@ -59,7 +64,7 @@ class TracingMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

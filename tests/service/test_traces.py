@@ -71,22 +71,25 @@ CLIENT_SPAN = uuid.uuid4().hex[:16]
 
 @pytest.fixture(scope="module")
 def traced(
-    engine: EngineProcess, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Stack, InMemorySpanExporter, OtlpReceiver]]:
     receiver = OtlpReceiver()
     memory = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     before = traces.install(provider)
+    exporting = {"SGFLOW_OTLP_ENDPOINT": receiver.url}
+    engine = EngineProcess("--threads", "2", env=exporting)  # an engine that exports too
     stack = Stack(
         engine.url,
-        worker_env={"SGFLOW_OTLP_ENDPOINT": receiver.url},
+        worker_env=exporting,
         worker_log=tmp_path_factory.mktemp("worker") / "worker.log",
     )
     try:
         yield stack, memory, receiver
     finally:
         stack.close()
+        engine.stop()
         traces.install(before)
         receiver.close()
 
@@ -141,12 +144,13 @@ def test_a_multi_step_run_is_one_span_tree_from_the_api_request_to_each_engine_c
     def worker_spans() -> list[Span] | None:
         got = receiver.of_trace(CLIENT_TRACE)
         steps = [s for s in got if s.name.startswith("step ")]
-        return (
-            got if len(steps) >= n_steps and any(s.name.startswith("run ") for s in got) else None
-        )
+        calls = [s for s in got if s.name.startswith("engine.") and s.kind == "CLIENT"]
+        served = {s.parent_id for s in got if s.name == "engine /generate"}
+        done = len(steps) >= n_steps and any(s.name.startswith("run ") for s in got)
+        return got if done and {c.span_id for c in calls} <= served else None
 
-    spans = _wait_for(worker_spans, "the worker's spans")
-    assert {s.service for s in spans} == {"sgflow-worker"}
+    spans = _wait_for(worker_spans, "the worker's and the engine's spans")
+    assert {s.service for s in spans} == {"sgflow-worker", "sgflow-engine"}
     (run_span,) = [s for s in spans if s.name == "run inline"]
     assert run_span.parent_id == request.span_id, "the run continues the request's span"
     assert run_span.kind == "CONSUMER" and not run_span.error
@@ -183,6 +187,23 @@ def test_a_multi_step_run_is_one_span_tree_from_the_api_request_to_each_engine_c
     assert top["facts"].attributes["sgflow.validation.valid"] is True
     (mood_call,) = _children(spans, top["mood"])
     assert mood_call.name == "engine.select" and mood_call.attributes["sgflow.choices"] == 2
+
+    # the engine continues each call: its own span, and where the time went in it
+    for call in [idea_call, *facts_calls, mood_call]:
+        served = [s for s in _children(spans, call) if s.name == "engine /generate"]
+        assert served and all(s.service == "sgflow-engine" for s in served), call.name
+        for engine_span in served:
+            assert engine_span.kind == "SERVER"
+            parts = sorted(s.name for s in _children(spans, engine_span))
+            assert parts == ["engine.decode", "engine.prefill", "engine.prepare", "engine.queue"]
+    (idea_served,) = _children(spans, idea_call)
+    assert (
+        idea_served.attributes["gen_ai.usage.output_tokens"]
+        == by_step[("idea", None)]["completion_tokens"]
+    )
+    assert _children(spans, facts_calls[-1])[0].attributes["sgflow.constraint.kind"] == (
+        "json_schema"
+    )
 
     # the fork's branches are steps under the fork, each with its engine call
     branches = _children(spans, top["each"])
@@ -326,3 +347,14 @@ def test_export_is_off_by_default_and_on_with_an_endpoint() -> None:
         Settings(otlp_headers="no equals sign")
     with pytest.raises(ValueError, match="http"):
         Settings(otlp_endpoint="collector:4318")
+
+
+def test_probes_and_scrapes_make_no_spans(
+    traced: tuple[Stack, InMemorySpanExporter, OtlpReceiver],
+) -> None:
+    stack, memory, _ = traced
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/runs"):
+        stack.acme.get(path)
+    paths = {from_sdk(s).attributes.get("url.path") for s in memory.get_finished_spans()}
+    assert "/v1/runs" in paths  # the request that is traced is there
+    assert not paths & {"/healthz", "/readyz", "/metrics"}
