@@ -984,6 +984,33 @@ def test_attack_is_refused_and_the_service_survives(service: HostileService, cas
     service.assert_well()
 
 
+PROGRAM_CASES = [c for c in CASES if (c.method, c.path) == ("POST", "/v1/programs")]
+
+
+@pytest.mark.parametrize("case", PROGRAM_CASES, ids=[c.name for c in PROGRAM_CASES])
+def test_the_check_reports_or_refuses_each_hostile_program(
+    service: HostileService, case: Case
+) -> None:
+    """``POST /v1/programs/check`` takes the same bodies: a program that ``POST
+    /v1/programs`` refuses for what is in it is reported (200, ``ok`` false, the same code);
+    a body or source refused before the checker is refused alike; within the same bound."""
+    response = _send(service, Case(**{**vars(case), "path": "/v1/programs/check"}))
+    allowed = case.status if isinstance(case.status, tuple) else (case.status,)
+    assert response.status_code in (200, *allowed), (response.status_code, response.text[:500])
+    if response.status_code == 200:
+        report = response.json()
+        stored = any(200 <= status < 300 for status in allowed)  # some cases may be stored
+        assert report["ok"] is stored or (report["ok"] is False and report["errors"]), report
+        if case.code is not None:
+            assert case.code in [e["code"] for e in report["errors"]], report["errors"]
+    else:
+        error = response.json()["error"]
+        assert error["code"] and error["message"], error
+        # the field is named, but for a body refused whole for its size
+        assert error["field"] is not None or error["code"] == "limit.request_size", error
+    service.assert_well()
+
+
 def test_the_corpus_is_large_enough() -> None:
     assert len(CASES) >= 150
 
