@@ -200,7 +200,8 @@ export function renderTrace(root: HTMLElement, run: RunView): void {
       h(
         "p",
         { class: "note" },
-        `Run ${run.id}: prompt ${usage.prompt_tokens ?? 0} tokens (${usage.cached_tokens ?? 0} cached), completion ${usage.completion_tokens ?? 0}.`,
+        `Run ${run.id}: prompt ${usage.prompt_tokens ?? 0} tokens (${usage.cached_tokens ?? 0} cached), completion ${usage.completion_tokens ?? 0}.` +
+          (run.trace_id ? ` Trace ${run.trace_id}.` : ""),
       ),
     );
   }

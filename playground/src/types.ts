@@ -62,6 +62,7 @@ export interface RunView {
   steps: Record<string, unknown> | null;
   trace: StepTrace[] | null;
   usage: Record<string, number> | null;
+  trace_id?: string | null;
   error: { code: string; message: string; field?: string | null; details?: unknown } | null;
   events_url: string;
   status_url: string;

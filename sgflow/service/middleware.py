@@ -58,13 +58,16 @@ class TracingMiddleware:
     is current while the request is handled, so runs submitted by the request join its
     trace (:mod:`sgflow.traces`) and log lines carry its ids. The answer's status is an
     attribute (5xx marks the span failed), as is the error code of an error answer; a
-    ``traceparent`` header in the answer names the span."""
+    ``traceparent`` header in the answer names the span. Health probes and metric scrapes
+    (:data:`UNTRACED_PATHS`) and the playground's page and assets make no span: they would
+    bury the requests in a trace view."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in UNTRACED_PATHS or path.startswith("/playground"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -169,6 +169,8 @@ def test_a_run_streams_its_steps_then_shows_output_and_trace(page: Page) -> None
     expect(page.locator("#run-trace details.prompt pre").first).to_contain_text(
         "<|im_start|>user\nWrite three sentences about the sea."
     )
+    # the run's trace id, to find its spans and log lines
+    expect(page.locator("#run-trace p.note")).to_contain_text(re.compile(r"Trace [0-9a-f]{32}\."))
     assert_fits(page)
     shot(page, "run-finished")
 
