@@ -232,7 +232,7 @@ class Runner:
                 break  # expired
         if attempt.expired.is_set():  # written by the watchdog already, unless Redis failed it
             return self._finish(attempt, "failed", error=self._time_limit_error(claim))
-        return self._result(attempt, result)
+        return self._result(attempt, result, batch_line=run.parent is not None)
 
     def _check_stop(self, attempt: _Attempt, run: Run) -> None:
         """Raise the :class:`RunError` that ends ``run`` now: ``run.time_limit`` once the
@@ -300,7 +300,13 @@ class Runner:
             )
         return execute(ir, run.inputs, endpoint, on_event=on_event, completed=completed)
 
-    def _result(self, attempt: _Attempt, result: RunResult) -> str:
+    def _result(self, attempt: _Attempt, result: RunResult, *, batch_line: bool = False) -> str:
+        """Write the run's result. A batch line's trace keeps no rendered prompts: up to
+        8,000 characters a step, over 10,000 lines, would weigh hundreds of MB in Redis;
+        its tokens, attempts and errors stay."""
+        trace = [vars(t) for t in result.trace]
+        if batch_line:
+            trace = [{**row, "prompt": ""} for row in trace]
         if result.ok:
             return self._finish(
                 attempt,
@@ -308,7 +314,7 @@ class Runner:
                 output={
                     "output": result.output,
                     "steps": result.steps,
-                    "trace": [vars(t) for t in result.trace],
+                    "trace": trace,
                     "usage": result.usage,
                 },
             )
@@ -318,7 +324,7 @@ class Runner:
         partial = {
             "output": None,
             "steps": result.steps,
-            "trace": [vars(t) for t in result.trace],
+            "trace": trace,
             "usage": result.usage,
         }
         return self._finish(attempt, status, output=partial, error=error)

@@ -130,6 +130,7 @@ def test_a_multi_step_run_is_one_span_tree_from_the_api_request_to_each_engine_c
     run = _finished(stack.acme, answer.json()["id"])
     assert run["status"] == "succeeded", run["error"]
     assert run["trace_id"] == CLIENT_TRACE  # the caller's trace is continued
+    assert "tea" in run["trace"][0]["prompt"]  # the step's rendered prompt
 
     # the API's request span, a child of the caller's span
     api = [from_sdk(s) for s in memory.get_finished_spans()]
@@ -292,6 +293,10 @@ def test_a_batch_is_a_span_whose_lines_runs_are_its_children(
     runs = [s for s in children if s.name.startswith("run ")]
     assert {s.attributes["sgflow.batch.id"] for s in runs} == {batch_id}
     assert all(s.attributes["sgflow.run.status"] == "succeeded" for s in runs)
+    # a batch line's trace keeps its numbers, not its rendered prompt (Redis holds 10,000)
+    line = stack.acme.get(f"/v1/runs/{runs[0].attributes['sgflow.run.id']}").json()
+    assert line["batch"] == batch_id
+    assert line["trace"][0]["completion_tokens"] > 0 and line["trace"][0]["prompt"] == ""
 
 
 def test_an_error_answer_is_a_request_span_with_its_code(
