@@ -185,7 +185,7 @@ class PromptCapture(SgflowEndpoint):
         self.verify = None
         self.model_info = {"model_path": "capture"}
         self.chat_template = get_chat_template(chat_template_name)
-        self._sinks = {}
+        self._init_sinks()
         self.answer = answer
         self.calls: list[GenerateCall] = []
 

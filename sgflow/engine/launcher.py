@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,8 @@ def free_port() -> int:
 
 
 class EngineProcess:
-    """A running ``sgflow engine``; ``url`` is its base URL. Use as a context manager."""
+    """A running ``sgflow engine``; ``url`` is its base URL. Use as a context manager.
+    ``env``: the process's whole environment (default: this one's)."""
 
     def __init__(
         self,
@@ -40,7 +40,7 @@ class EngineProcess:
             [sys.executable, "-m", "sgflow.cli", "engine", "--port", str(self.port), *extra],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env} if env else None,
+            env=env,
         )
         deadline = time.monotonic() + startup_s
         while time.monotonic() < deadline:

@@ -25,7 +25,9 @@ KEY_STORAGE = "sgflow.playground.key"
 expect.set_options(timeout=90_000)
 
 
-@pytest.fixture(scope="session")
+# module-scoped: Playwright's sync API runs an event loop in this thread while it is open,
+# and later modules' asyncio.run() would find it running
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")

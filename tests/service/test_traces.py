@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -79,7 +80,7 @@ def traced(
     provider.add_span_processor(SimpleSpanProcessor(memory))
     before = traces.install(provider)
     exporting = {"SGFLOW_OTLP_ENDPOINT": receiver.url}
-    engine = EngineProcess("--threads", "2", env=exporting)  # an engine that exports too
+    engine = EngineProcess("--threads", "2", env={**os.environ, **exporting})  # exports too
     stack = Stack(
         engine.url,
         worker_env=exporting,
