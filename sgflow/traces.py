@@ -41,6 +41,8 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from sgflow.settings import mask
+
 if TYPE_CHECKING:
     from sgflow.settings import Settings
 
@@ -90,7 +92,7 @@ def configure(settings: Settings, service: str) -> TracerProvider:
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=1000))
         log.info(
             "exporting traces",
-            extra={"otlp_endpoint": settings.otlp_endpoint, "service": service},
+            extra={"otlp_endpoint": mask(settings.otlp_endpoint), "service": service},
         )
     with _lock:
         old, _provider = _provider, provider
