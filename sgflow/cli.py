@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sgflow import __version__
 from sgflow.config_cli import load_settings
+
+if TYPE_CHECKING:
+    from sgflow.settings import Settings
 
 __all__ = ["build_parser", "main"]
 
@@ -53,10 +57,19 @@ def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
         "engine.overloaded with Retry-After (default 1024)",
     )
     p.add_argument(
+        "--json-layout",
+        choices=("indent", "compact", "free"),
+        default=None,
+        help="whitespace of JSON-Schema output: indent (fixed, as json.dumps indent=2, jumped "
+        "forward), compact (one line) or free (the model's choice); default SGFLOW_JSON_LAYOUT, "
+        "indent",
+    )
+    p.add_argument(
         "--max-json-whitespace",
         type=int,
-        default=4,
-        help="longest whitespace run inside constrained JSON (default 4)",
+        default=None,
+        help="longest whitespace run per gap with --json-layout free "
+        "(default SGFLOW_MAX_JSON_WHITESPACE, 4)",
     )
     p.add_argument(
         "--no-jump-forward",
@@ -70,11 +83,13 @@ def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
     p.add_argument("--log-level", default="info")
 
 
-def _engine_config(args: argparse.Namespace, *, llama_log: bool = False):  # type: ignore[no-untyped-def]
+def _engine_config(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    """The engine's configuration: its flags, and the settings for what the API and workers
+    must agree with (the JSON layout)."""
     from sgflow.engine import EngineConfig
 
     return EngineConfig(
-        llama_log=llama_log,
+        llama_log=settings.llama_log,
         model_path=args.model,
         ctx=args.ctx,
         cache_mb=args.cache_mb,
@@ -83,7 +98,8 @@ def _engine_config(args: argparse.Namespace, *, llama_log: bool = False):  # typ
         max_queued=args.max_queued,
         jump_forward=args.jump_forward,
         threads=args.threads,
-        max_json_whitespace=args.max_json_whitespace,
+        json_layout=args.json_layout or settings.json_layout,
+        max_json_whitespace=args.max_json_whitespace or settings.max_json_whitespace,
         served_model_name=args.served_model_name,
     )
 
@@ -102,7 +118,7 @@ def _serve_engine(args: argparse.Namespace) -> int:
     from sgflow import traces
 
     traces.configure(settings, "sgflow-engine")
-    engine = Engine(_engine_config(args, llama_log=settings.llama_log))
+    engine = Engine(_engine_config(args, settings))
     url = f"http://{args.host}:{args.port}"
     print(
         f"\nsgflow engine ({engine.served_model_name}) on {url}\n"

@@ -28,7 +28,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -230,7 +230,16 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="one grammar compilation; default 10"
     )
     max_json_whitespace: int = Field(
-        default=4, gt=0, description="longest whitespace run in constrained JSON; default 4"
+        default=4,
+        gt=0,
+        description="longest whitespace run per gap in constrained JSON, `free` layout; default 4",
+    )
+    json_layout: Literal["indent", "compact", "free"] = Field(
+        default="indent",
+        description="whitespace of constrained JSON: `indent` (fixed, json.dumps indent=2: "
+        "keys, separators and indentation are jumped forward), `compact` (one line) or `free` "
+        "(the model chooses, up to SGFLOW_MAX_JSON_WHITESPACE per gap); read by the engine, the "
+        "API and workers; default indent",
     )
     allow_recursive_refs: bool = Field(
         default=True, description="accept recursive $refs (trees); default true"

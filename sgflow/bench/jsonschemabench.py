@@ -242,12 +242,12 @@ def measure_check(kind: str, payload: Any, rebuild: bool) -> dict[str, Any]:
     concrete = resolve(spec)
     t3 = time.perf_counter()
     compiler_module.cached_grammar(
-        concrete, max_whitespace=limits.max_json_whitespace, timeout_s=limits.compile_timeout_s
+        concrete, layout=limits.layout, timeout_s=limits.compile_timeout_s
     )
     out["cached_grammar_ms"] = (time.perf_counter() - t3) * 1000
     if rebuild:
         t4 = time.perf_counter()
-        build(concrete, max_whitespace=limits.max_json_whitespace)
+        build(concrete, layout=limits.layout)
         out["rebuild_ms"] = (time.perf_counter() - t4) * 1000
     return out
 

@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 import xgrammar as xgr
 
+from sgflow.grammars.layout import DEFAULT_LAYOUT, JsonLayout
+
 __all__ = ["INVALID_CODES", "CompileFailed", "CompilePool", "Kind"]
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,9 @@ class CompileFailed(Exception):
         return _REASON_CODES.get(self.reason) or INVALID_CODES[kind]
 
 
-def _child_main(conn: Connection, tokenizer_json: str, max_whitespace: int, memory: int) -> None:
+def _child_main(
+    conn: Connection, tokenizer_json: str, json_options: dict[str, Any], memory: int
+) -> None:
     """A compiler process: one job at a time, ``(kind, source, ship)`` in, a verdict out."""
     try:
         import resource
@@ -107,9 +111,7 @@ def _child_main(conn: Connection, tokenizer_json: str, max_whitespace: int, memo
             elif kind == "ebnf":
                 compiled = compiler.compile_grammar(source)
             else:
-                compiled = compiler.compile_json_schema(
-                    source, any_whitespace=True, max_whitespace_cnt=max_whitespace
-                )
+                compiled = compiler.compile_json_schema(source, **json_options)
             conn.send(("ok", compiled.serialize_json() if ship else ""))
         except MemoryError:
             conn.send(("crashed", "the compiler ran out of memory"))
@@ -120,11 +122,11 @@ def _child_main(conn: Connection, tokenizer_json: str, max_whitespace: int, memo
 class _Child:
     """One compiler process and its pipe."""
 
-    def __init__(self, tokenizer_json: str, max_whitespace: int, memory: int) -> None:
+    def __init__(self, tokenizer_json: str, json_options: dict[str, Any], memory: int) -> None:
         self.conn, theirs = _CTX.Pipe()
         self.process = _CTX.Process(
             target=_child_main,
-            args=(theirs, tokenizer_json, max_whitespace, memory),
+            args=(theirs, tokenizer_json, json_options, memory),
             name="sgflow-grammar",
             daemon=True,
         )
@@ -216,7 +218,7 @@ class CompilePool:
         self,
         tokenizer: xgr.TokenizerInfo,
         *,
-        max_whitespace: int = 4,
+        layout: JsonLayout = DEFAULT_LAYOUT,
         timeout_s: float = 10.0,
         fast_budget_s: float = 2.5,
         max_wait_s: float = 30.0,
@@ -229,14 +231,14 @@ class CompilePool:
         forget_timeouts_s: float = 600.0,
     ) -> None:
         self.tokenizer = tokenizer
-        self.max_whitespace = max_whitespace
+        self.layout = layout
         self.timeout_s = timeout_s
         self.max_wait_s = max_wait_s
         self.ship = ship
         tokenizer_json = tokenizer.serialize_json()
 
         def spawn() -> _Child:
-            return _Child(tokenizer_json, max_whitespace, memory_bytes)
+            return _Child(tokenizer_json, layout.xgrammar_options(), memory_bytes)
 
         fast_budget_s = min(fast_budget_s, timeout_s)
         self._fast = _Lane("fast", fast_processes, fast_budget_s, spawn)
@@ -298,7 +300,7 @@ class CompilePool:
     # -- internals -----------------------------------------------------------------------
 
     def _key(self, kind: str, source: str) -> str:
-        digest = hashlib.sha256(f"{kind}\0{self.max_whitespace}\0".encode())
+        digest = hashlib.sha256(f"{kind}\0{self.layout.key}\0".encode())
         digest.update(source.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 

@@ -19,6 +19,7 @@ import xgrammar as xgr
 from sgflow.engine.compile_pool import INVALID_CODES, CompileFailed, CompilePool
 from sgflow.engine.errors import ConstraintError
 from sgflow.engine.protocol import ConstraintSpec
+from sgflow.grammars.layout import DEFAULT_LAYOUT, JsonLayout
 from sgflow.jsonbounds import JsonBoundsError, loads
 
 __all__ = ["GrammarBackend", "GrammarState"]
@@ -60,8 +61,10 @@ class GrammarBackend:
     (:class:`~sgflow.engine.compile_pool.CompilePool`: a fast lane, a slow lane, results and
     failures remembered by content).
 
-    ``max_whitespace`` bounds runs of whitespace between JSON tokens, so a small model cannot
-    spin in whitespace until ``max_new_tokens`` (xgrammar's ``max_whitespace_cnt``).
+    ``layout`` fixes the whitespace of JSON-Schema output (:mod:`sgflow.grammars.layout`):
+    ``indent`` by default, so keys, separators and indentation are forced text the scheduler
+    jumps forward over; ``free`` leaves it to the model, at most ``max_whitespace`` characters
+    per gap so a small model cannot spin in whitespace.
     """
 
     def __init__(
@@ -69,7 +72,7 @@ class GrammarBackend:
         vocab: list[bytes],
         *,
         stop_ids: list[int],
-        max_whitespace: int = 4,
+        layout: JsonLayout = DEFAULT_LAYOUT,
         compile_timeout_s: float = 30.0,
         fast_budget_s: float = 2.5,
     ) -> None:
@@ -77,11 +80,11 @@ class GrammarBackend:
         info = xgr.TokenizerInfo(
             vocab, xgr.VocabType.RAW, vocab_size=len(vocab), stop_token_ids=stop_ids
         )
-        self.max_whitespace = max_whitespace
+        self.layout = layout
         self.compile_timeout_s = compile_timeout_s
         self.pool = CompilePool(
             info,
-            max_whitespace=max_whitespace,
+            layout=layout,
             timeout_s=compile_timeout_s,
             fast_budget_s=fast_budget_s,
         )

@@ -18,6 +18,7 @@ from sgflow.engine.protocol import ConstraintSpec, GenerateRequest, expand
 from sgflow.engine.sampling import Sampler
 from sgflow.engine.scheduler import Scheduler
 from sgflow.engine.sequence import Sequence, Sink
+from sgflow.grammars.layout import JsonLayout, LayoutName
 
 __all__ = ["Engine", "EngineConfig"]
 
@@ -36,6 +37,8 @@ class EngineConfig:
     1024, one request of ``n`` times its list of prompts at their largest) bounds the sequences waiting
     for a running place: a request that would pass it is answered 503 ``engine.overloaded``
     with ``Retry-After`` (one larger than the bound is taken when nothing waits).
+    ``json_layout`` fixes the whitespace of JSON-Schema output (``indent``, ``compact``;
+    ``free`` lets the model choose, ``max_json_whitespace`` characters per gap at most).
     ``jump_forward`` decodes the text a grammar forces without sampling it (``--no-jump-forward``
     samples every token, for comparison). ``llama_log`` lets llama.cpp print its own logs (``SGFLOW_LLAMA_LOG``; default quiet).
     """
@@ -49,6 +52,7 @@ class EngineConfig:
     jump_forward: bool = True
     n_batch: int = 512
     threads: int | None = None
+    json_layout: LayoutName = "indent"
     max_json_whitespace: int = 4
     # compile + serialise in the slow lane's child: the invoice schema compiles in 4.7-6.5 s
     # on this 2-core machine and ships 57 MB of JSON, so 10 s was missed under no load at all
@@ -75,7 +79,7 @@ class Engine:
         self.grammars = GrammarBackend(
             self.model.vocab_bytes(),
             stop_ids=self.stop_ids,
-            max_whitespace=config.max_json_whitespace,
+            layout=JsonLayout(config.json_layout, config.max_json_whitespace),
             compile_timeout_s=config.grammar_timeout_s,
         )
         self.scheduler = Scheduler(

@@ -108,6 +108,7 @@ def create_app(engine: Engine) -> FastAPI:
             "chunked_prefill_size": cfg.n_batch,
             "threads": engine.model.n_threads,
             "omp_wait_policy": openmp_wait_policy(),
+            "json_layout": cfg.json_layout,
             "max_json_whitespace": cfg.max_json_whitespace,
             "tp_size": 1,
             "dp_size": 1,

@@ -57,12 +57,8 @@ class DeltaSinks:
     def traced(self, state: Any, headers: dict[str, str]) -> Iterator[None]:
         """While the block runs, requests for ``state``'s generations carry ``headers``
         (the W3C ``traceparent`` of the caller's span: the engine's spans join its trace)."""
-        key = id(getattr(state, "stream_executor", state))
-        self._traced[key] = headers
-        try:
+        with _registered(self._traced, state, headers):
             yield
-        finally:
-            self._traced.pop(key, None)
 
     def trace_headers(self, s: Any) -> dict[str, str]:
         return self._traced.get(id(s), {})
@@ -71,15 +67,23 @@ class DeltaSinks:
     def deltas(self, state: Any, sink: DeltaSink) -> Iterator[None]:
         """While the block runs, generations of ``state`` (a ``ProgramState`` or its
         ``StreamExecutor``) are streamed into ``sink``."""
-        key = id(getattr(state, "stream_executor", state))
-        self._sinks[key] = sink
-        try:
+        with _registered(self._sinks, state, sink):
             yield
-        finally:
-            self._sinks.pop(key, None)
 
     def sink_for(self, s: Any) -> DeltaSink | None:
         return self._sinks.get(id(s))
+
+
+@contextmanager
+def _registered(table: dict[int, Any], state: Any, value: Any) -> Iterator[None]:
+    """``value`` is ``table``'s entry for ``state`` (keyed by its executor) while the block
+    runs."""
+    key = id(getattr(state, "stream_executor", state))
+    table[key] = value
+    try:
+        yield
+    finally:
+        table.pop(key, None)
 
 
 def stop_strings(stop: Any) -> list[str]:

@@ -14,6 +14,7 @@ import xgrammar as xgr
 
 from sgflow.grammars.compiler import CheckResult, cached_grammar, memo_check
 from sgflow.grammars.errors import GrammarError
+from sgflow.grammars.layout import JsonLayout
 from sgflow.grammars.limits import Limits, get_limits
 from sgflow.grammars.schema_checks import check_schema_static, regex_errors
 from sgflow.grammars.spec import Choices, Ebnf, JsonSchema, Named, Regex, Spec
@@ -31,25 +32,30 @@ def check(spec: Spec) -> list[GrammarError]:
     Results are memoised by content and limits (:func:`memo_check`).
     """
     limits = get_limits()
-    return memo_check(spec, limits, lambda: _check(spec, limits))[0]
+    layout = limits.layout
+    return memo_check(spec, (limits, layout), lambda: _check(spec, limits, layout))[0]
 
 
-def compile_checked(spec: Spec) -> xgr.Grammar:
-    """The xgrammar grammar of ``spec``; raises the first :class:`GrammarError` of :func:`check`."""
+def compile_checked(spec: Spec, *, layout: JsonLayout | None = None) -> xgr.Grammar:
+    """The xgrammar grammar of ``spec``; raises the first :class:`GrammarError` of :func:`check`.
+
+    A JSON Schema is laid out as the limits say (the engine's layout), or as ``layout``:
+    :data:`~sgflow.grammars.layout.ANY_LAYOUT` to match a value written in any layout."""
     limits = get_limits()
-    errors, grammar = memo_check(spec, limits, lambda: _check(spec, limits))
+    layout = layout or limits.layout
+    errors, grammar = memo_check(spec, (limits, layout), lambda: _check(spec, limits, layout))
     if errors:
         raise errors[0]
     assert grammar is not None  # no problem means a grammar
     return grammar
 
 
-def _check(spec: Spec, limits: Limits) -> CheckResult:
+def _check(spec: Spec, limits: Limits, layout: JsonLayout) -> CheckResult:
     errors, concrete = _static(spec, limits)
     if errors or concrete is None:
         return errors, None
     try:
-        return [], _build(concrete, limits)
+        return [], _build(concrete, limits, layout)
     except GrammarError as err:
         return [err], None
 
@@ -64,10 +70,8 @@ def resolve(spec: Spec) -> Regex | JsonSchema | Ebnf:
     return spec
 
 
-def _build(spec: _Concrete, limits: Limits) -> xgr.Grammar:
-    return cached_grammar(
-        spec, max_whitespace=limits.max_json_whitespace, timeout_s=limits.compile_timeout_s
-    )
+def _build(spec: _Concrete, limits: Limits, layout: JsonLayout) -> xgr.Grammar:
+    return cached_grammar(spec, layout=layout, timeout_s=limits.compile_timeout_s)
 
 
 def _static(spec: Spec, limits: Limits) -> tuple[list[GrammarError], _Concrete | None]:

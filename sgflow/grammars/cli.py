@@ -19,6 +19,7 @@ from typing import Any
 from sgflow.grammars.check import compile_checked
 from sgflow.grammars.compiler import match
 from sgflow.grammars.errors import GrammarError
+from sgflow.grammars.layout import ANY_LAYOUT
 from sgflow.grammars.library import get_grammar, grammar_source, list_grammars
 from sgflow.grammars.spec import Named
 
@@ -93,7 +94,8 @@ def _show(name: str, as_json: bool) -> int:
 
 def _test(name: str, text: str, as_json: bool) -> int:
     get_grammar(name)  # an unknown name is exit 2, not "rejected"
-    result = match(compile_checked(Named(name)), text)
+    # the whitespace between JSON tokens is not part of a value: any layout matches
+    result = match(compile_checked(Named(name), layout=ANY_LAYOUT), text)
     if as_json:
         body: dict[str, Any] = {"name": name, "accepted": result.accepted}
         if not result.accepted:

@@ -1,7 +1,7 @@
 """The seam to xgrammar: build a grammar under a time limit, cache it, match text with it.
 
-Grammars are built with the settings the engine decodes with (``any_whitespace=True``,
-``max_whitespace_cnt=Limits.max_json_whitespace``, xgrammar's default ``strict_mode``),
+Grammars are built with the settings the engine decodes with (the JSON layout,
+:class:`~sgflow.grammars.layout.JsonLayout`, and xgrammar's default ``strict_mode``),
 so what passes here is what the engine will enforce. Building needs no tokenizer: that
 is the engine's (per-vocabulary) step. Matching text compiles against an empty
 vocabulary, which is enough for :class:`xgrammar.GrammarMatcher.accept_string`.
@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 import xgrammar as xgr
 
 from sgflow.grammars.errors import GrammarError, clean_xgrammar_message
+from sgflow.grammars.layout import JsonLayout
 from sgflow.grammars.spec import Ebnf, JsonSchema, Regex, canonical_json
 
 __all__ = [
@@ -53,7 +54,7 @@ _HINTS = {
 }
 
 
-def build_grammar(spec: Regex | JsonSchema | Ebnf, *, max_whitespace: int) -> xgr.Grammar:
+def build_grammar(spec: Regex | JsonSchema | Ebnf, *, layout: JsonLayout) -> xgr.Grammar:
     """xgrammar's grammar for ``spec``; raises :class:`GrammarError` (``grammar.invalid_*``,
     or ``grammar.unsupported`` for a construct xgrammar says it does not support)."""
     try:
@@ -62,7 +63,7 @@ def build_grammar(spec: Regex | JsonSchema | Ebnf, *, max_whitespace: int) -> xg
         if isinstance(spec, Ebnf):
             return xgr.Grammar.from_ebnf(spec.grammar)
         return xgr.Grammar.from_json_schema(
-            canonical_json(spec.schema), any_whitespace=True, max_whitespace_cnt=max_whitespace
+            canonical_json(spec.schema), **layout.xgrammar_options()
         )
     except Exception as exc:  # xgrammar raises RuntimeError / ValueError subclasses
         message = clean_xgrammar_message(exc)
@@ -156,22 +157,20 @@ _checks: _LRU[tuple[tuple[GrammarError, ...], xgr.Grammar | None]] = _LRU(maxsiz
 
 
 def cached_grammar(
-    spec: Regex | JsonSchema | Ebnf, *, max_whitespace: int, timeout_s: float
+    spec: Regex | JsonSchema | Ebnf, *, layout: JsonLayout, timeout_s: float
 ) -> xgr.Grammar:
     """:func:`build_grammar` under ``timeout_s``, memoised by content hash and settings.
 
     Raises :class:`GrammarError`; a timeout is not cached (the machine may have been busy).
     """
-    key = f"{spec.content_hash()}:{max_whitespace}"
+    key = f"{spec.content_hash()}:{layout.key}"
     hit = _cache.get(key)
     if isinstance(hit, GrammarError):
         raise _copy(hit)
     if hit is not None:
         return hit
     try:
-        grammar = run_with_timeout(
-            lambda: build_grammar(spec, max_whitespace=max_whitespace), timeout_s
-        )
+        grammar = run_with_timeout(lambda: build_grammar(spec, layout=layout), timeout_s)
     except GrammarError as err:
         if err.code != "grammar.compile_timeout":
             _cache.put(key, err)

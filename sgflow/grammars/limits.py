@@ -17,7 +17,10 @@ max_regex_memory       1 MiB     memory RE2 may use for one compiled pattern (pr
                                  and DFA cache), :mod:`~sgflow.grammars.safe_regex`
 max_ebnf_chars         50_000    an EBNF grammar
 compile_timeout_s      10.0      wall time of one xgrammar compilation (a check; the engine allows 30 s)
-max_json_whitespace    4         longest whitespace run the JSON grammar allows
+max_json_whitespace    4         longest whitespace run per gap in ``free`` JSON layout
+json_layout            indent    whitespace of constrained JSON: ``indent`` (fixed, as
+                                 ``json.dumps(indent=2)``), ``compact`` or ``free``
+                                 (:mod:`~sgflow.grammars.layout`)
 allow_recursive_refs   True      ``$ref`` loops through objects/arrays (trees); loops that
                                  never produce JSON are refused regardless
 =====================  ========  ==========================================================
@@ -35,6 +38,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+from sgflow.grammars.layout import JsonLayout, LayoutName
 
 __all__ = ["Limits", "get_limits", "limits", "set_limits"]
 
@@ -56,14 +61,23 @@ class Limits:
     allow_recursive_refs: bool = True
     max_regex_memory: int = 1 << 20
     max_schema_branches: int = 256
+    json_layout: LayoutName = "indent"
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bool):
                 continue
+            if field.name == "json_layout":
+                JsonLayout(value)  # raises ValueError naming the layouts
+                continue
             if not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"limit {field.name} must be a positive number, got {value!r}")
+
+    @property
+    def layout(self) -> JsonLayout:
+        """The JSON layout these limits build grammars with."""
+        return JsonLayout(self.json_layout, self.max_json_whitespace)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Limits:
@@ -81,6 +95,8 @@ class Limits:
 
 
 def _parse(var: str, raw: str, default: Any) -> Any:
+    if isinstance(default, str):
+        return raw
     if isinstance(default, bool):
         if raw.lower() in _TRUE:
             return True

@@ -174,7 +174,7 @@ def _vocabulary_errors(prog: Any, file: str) -> list[Any]:
     errors: list[Any] = []
     pool = CompilePool(
         tokenizer_info(),
-        max_whitespace=limits.max_json_whitespace,
+        layout=limits.layout,
         timeout_s=limits.compile_timeout_s,
         fast_budget_s=limits.compile_timeout_s,
         fast_processes=1,

@@ -41,7 +41,7 @@ class VocabularyCheck:
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.compile_check
         self._timeout_s = settings.compile_timeout_s
-        self._max_whitespace = settings.max_json_whitespace
+        self._layout = settings.grammar_limits().layout
         self._pool: CompilePool | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -60,7 +60,7 @@ class VocabularyCheck:
                     return None
                 self._pool = CompilePool(
                     tokenizer,
-                    max_whitespace=self._max_whitespace,
+                    layout=self._layout,
                     timeout_s=self._timeout_s,
                     fast_budget_s=min(2.5, self._timeout_s),
                     max_wait_s=self._timeout_s,

@@ -25,6 +25,7 @@ from sgflow.grammars import (
     match,
 )
 from sgflow.grammars import compiler as compiler_module
+from sgflow.grammars.layout import ANY_LAYOUT, JsonLayout
 
 TREE = {
     "$defs": {"node": {"type": "object", "properties": {"kids": {"type": "array", "maxItems": 2,
@@ -133,9 +134,9 @@ def test_every_code_has_a_case() -> None:
 def test_compile_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     real = compiler_module.build_grammar
 
-    def slow(spec: Any, *, max_whitespace: int) -> xgr.Grammar:
+    def slow(spec: Any, *, layout: JsonLayout) -> xgr.Grammar:
         time.sleep(0.3)
-        return real(spec, max_whitespace=max_whitespace)
+        return real(spec, layout=layout)
 
     monkeypatch.setattr(compiler_module, "build_grammar", slow)
     spec = Regex("slow-[a-z]{3}")
@@ -167,7 +168,7 @@ def test_static_problems_are_all_reported() -> None:
 
 
 def test_recursion_is_allowed_by_default() -> None:
-    grammar = compile_checked(JsonSchema(TREE))
+    grammar = compile_checked(JsonSchema(TREE), layout=ANY_LAYOUT)
     assert match(grammar, '{"kids": [{"kids": []}, {"kids": [{"kids": []}]}]}').accepted
 
 

@@ -19,6 +19,7 @@ DEFAULTS = {
     "allow_recursive_refs": True,
     "max_regex_memory": 1 << 20,
     "max_schema_branches": 256,
+    "json_layout": "indent",
 }
 
 
@@ -38,8 +39,13 @@ def test_every_field_reads_its_environment_variable() -> None:
         "SGFLOW_ALLOW_RECURSIVE_REFS": "false",
         "SGFLOW_MAX_REGEX_MEMORY": "65536",
         "SGFLOW_MAX_SCHEMA_BRANCHES": "8",
+        "SGFLOW_JSON_LAYOUT": "free",
     }
-    assert Limits.from_env(env) == Limits(64, 2000, 10, 100, 300, 0.5, 2, False, 65536, 8)
+    assert Limits.from_env(env) == Limits(64, 2000, 10, 100, 300, 0.5, 2, False, 65536, 8, "free")
+    assert Limits.from_env(env).layout.xgrammar_options() == {
+        "any_whitespace": True,
+        "max_whitespace_cnt": 2,
+    }
     assert Limits.from_env({}) == Limits()
 
 
@@ -50,6 +56,7 @@ def test_every_field_reads_its_environment_variable() -> None:
         ({"SGFLOW_COMPILE_TIMEOUT_S": "soon"}, "SGFLOW_COMPILE_TIMEOUT_S='soon' is not a number"),
         ({"SGFLOW_ALLOW_RECURSIVE_REFS": "maybe"}, "is not a boolean"),
         ({"SGFLOW_MAX_REGEX_CHARS": "0"}, "max_regex_chars must be a positive number"),
+        ({"SGFLOW_JSON_LAYOUT": "pretty"}, "JSON layout must be one of indent, compact, free"),
     ],
 )
 def test_a_bad_environment_value_fails_loudly(env: dict[str, str], message: str) -> None:
