@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -226,20 +228,54 @@ def test_streaming_is_cumulative_sse_ending_with_done(client: httpx.Client) -> N
     assert texts[-1] == final["text"]
 
 
-def test_json_schema_output_is_parseable_and_whitespace_bounded(client: httpx.Client) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"city": {"type": "string", "maxLength": 20}},
-        "required": ["city"],
-        "additionalProperties": False,
-    }
+LAYOUT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "pattern": "^[A-Za-z ]{1,20}$"},
+        "country": {"type": "object", "properties": {"code": {"enum": ["FR", "DE", "IT"]}}},
+        "population_millions": {"type": "integer", "minimum": 0, "maximum": 100},
+        "capital": {"type": "boolean"},
+    },
+    "required": ["city", "country", "population_millions", "capital"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_output_is_laid_out_with_indent_2_by_default(client: httpx.Client) -> None:
+    """Every gap between tokens is fixed (``json.dumps(indent=2)``): the answer is its own
+    re-serialisation, and the engine says which layout it decodes with."""
     out = gen(
         client,
         text=Q,
-        sampling_params={"max_new_tokens": 40, "temperature": 0, "json_schema": json.dumps(schema)},
+        sampling_params={
+            "max_new_tokens": 80,
+            "temperature": 0,
+            "json_schema": json.dumps(LAYOUT_SCHEMA),
+        },
     )
-    assert json.loads(out["text"])["city"]
-    assert "     " not in out["text"]  # runs of whitespace are bounded (default 4)
+    assert out["meta_info"]["finish_reason"]["type"] == "stop", out
+    assert out["text"] == json.dumps(json.loads(out["text"]), indent=2)
+    assert client.get("/server_info").json()["json_layout"] == "indent"
+
+
+def test_free_layout_from_the_settings_bounds_each_gap() -> None:
+    """``SGFLOW_JSON_LAYOUT=free`` (the setting every process reads): the model picks the
+    whitespace, at most ``SGFLOW_MAX_JSON_WHITESPACE`` characters per gap."""
+    env = {**os.environ, "SGFLOW_JSON_LAYOUT": "free", "SGFLOW_MAX_JSON_WHITESPACE": "2"}
+    with (
+        EngineProcess("--threads", "2", env=env) as proc,
+        httpx.Client(base_url=proc.url, timeout=120) as c,
+    ):
+        info = c.get("/server_info").json()
+        assert (info["json_layout"], info["max_json_whitespace"]) == ("free", 2)
+        prompts = [chat("Describe Paris as JSON."), chat("Describe Rome as JSON.")]
+        spec = {"max_new_tokens": 80, "temperature": 0, "json_schema": json.dumps(LAYOUT_SCHEMA)}
+        outs = gen(c, text=prompts, sampling_params=spec)
+        for out in outs:
+            value = json.loads(out["text"])
+            outside = re.sub(r'"(?:[^"\\]|\\.)*"', '""', out["text"])  # strings blanked
+            assert not re.search(r"\s{3}", outside), out["text"]
+            assert set(value) == set(LAYOUT_SCHEMA["required"])
 
 
 BAD_INPUTS: list[tuple[str, Any, str]] = [
